@@ -1,0 +1,51 @@
+from pathlib import Path
+
+from setuptools import find_packages, setup
+
+HERE = Path(__file__).parent
+version: dict = {}
+exec((HERE / "spacy_mlm" / "about.py").read_text(), version)
+
+setup(
+    name="spacy-mlm",
+    version=version["__version__"],
+    description="Masked-language-model encoders as first-class spaCy citizens: "
+    "fill-mask, NER, textcat and similarity pipes on one shared transformer, "
+    "plus MLM pretraining.",
+    long_description=(HERE / "README.md").read_text(encoding="utf8"),
+    long_description_content_type="text/markdown",
+    license="MIT",
+    python_requires=">=3.9",
+    packages=find_packages(include=["spacy_mlm", "spacy_mlm.*"]),
+    include_package_data=True,
+    package_data={"spacy_mlm": ["py.typed", "configs/*.cfg"]},
+    install_requires=[
+        "spacy>=3.8,<3.9",
+        # spacy-transformers 1.4 pins transformers<4.53.3: never pull transformers 5.
+        "spacy-transformers>=1.3,<1.5",
+        "transformers>=4.41,<4.53.3",
+        "torch>=2.1",
+        "thinc>=8.3,<8.4",
+        "click>=8.0",
+        "tokenizers>=0.19",
+        "safetensors>=0.4",
+        "tqdm>=4.60",
+        "srsly>=2.4",
+    ],
+    extras_require={
+        "test": ["pytest>=7", "hypothesis>=6", "ruff", "scipy"],
+        "gpu": ["cupy-cuda12x>=12"],
+    },
+    entry_points={
+        "spacy_factories": [
+            "fill_mask = spacy_mlm.pipes.fill_mask:make_fill_mask",
+            "trf_similarity = spacy_mlm.pipes.similarity:make_trf_similarity",
+        ],
+        "console_scripts": ["spacy-mlm = spacy_mlm.cli:main"],
+    },
+    classifiers=[
+        "Framework :: spaCy",
+        "Programming Language :: Python :: 3",
+        "Topic :: Scientific/Engineering :: Artificial Intelligence",
+    ],
+)

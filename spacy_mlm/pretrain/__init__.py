@@ -1,0 +1,1 @@
+"""MLM pretraining: tokenizer training, model initialisation, corpus, masking and the loop."""

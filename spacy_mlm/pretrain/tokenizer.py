@@ -1,0 +1,106 @@
+"""Train a fast tokenizer with HF `tokenizers`, saved so `AutoTokenizer` loads it."""
+
+from pathlib import Path
+from typing import Iterable, Iterator, List, Union
+
+from tokenizers import Tokenizer, decoders, models, normalizers, pre_tokenizers, processors, trainers
+
+from ..errors import SpacyMlmError
+
+WORDPIECE_SPECIALS = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"]
+BPE_SPECIALS = ["<s>", "<pad>", "</s>", "<unk>", "<mask>"]
+TOKENIZER_KINDS = ("wordpiece", "bpe")
+
+
+def iter_corpus_lines(paths: Iterable[Union[str, Path]]) -> Iterator[str]:
+    """Yield the non-blank lines of plain-text or JSONL (`text` field) files."""
+    import srsly
+
+    for path in paths:
+        path = Path(path)
+        if not path.exists():
+            raise SpacyMlmError(f"Corpus file not found: {path}. Check the path you passed.")
+        if path.suffix == ".jsonl":
+            for i, record in enumerate(srsly.read_jsonl(path), start=1):
+                if not isinstance(record, dict) or "text" not in record:
+                    raise SpacyMlmError(f"{path}:{i}: JSONL records need a 'text' field.")
+                yield record["text"]
+            continue
+        with path.open(encoding="utf8", errors="replace") as f:
+            for line in f:
+                if line.strip():
+                    yield line.rstrip("\n")
+
+
+def train_tokenizer(
+    texts: Iterable[str],
+    output_dir: Union[str, Path],
+    *,
+    vocab_size: int,
+    kind: str = "wordpiece",
+    lowercase: bool = False,
+    model_max_length: int = 512,
+):
+    """Train a WordPiece (BERT-style) or byte-level BPE (RoBERTa-style) tokenizer.
+
+    RETURNS (PreTrainedTokenizerFast): the tokenizer, also saved to output_dir.
+    """
+    from transformers import BertTokenizerFast, RobertaTokenizerFast
+
+    if kind not in TOKENIZER_KINDS:
+        raise SpacyMlmError(f"Unknown tokenizer kind {kind!r}: use one of {', '.join(TOKENIZER_KINDS)}.")
+    if vocab_size < 100:
+        raise SpacyMlmError(f"vocab_size={vocab_size} is too small: use at least 100.")
+    if kind == "wordpiece":
+        tok = Tokenizer(models.WordPiece(unk_token="[UNK]"))
+        tok.normalizer = normalizers.BertNormalizer(lowercase=lowercase, strip_accents=None if lowercase else False)
+        tok.pre_tokenizer = pre_tokenizers.BertPreTokenizer()
+        trainer = trainers.WordPieceTrainer(vocab_size=vocab_size, special_tokens=WORDPIECE_SPECIALS)
+        tok.decoder = decoders.WordPiece()
+    else:
+        tok = Tokenizer(models.BPE())
+        if lowercase:
+            tok.normalizer = normalizers.Lowercase()
+        tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+        trainer = trainers.BpeTrainer(
+            vocab_size=vocab_size,
+            special_tokens=BPE_SPECIALS,
+            initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
+        )
+        tok.decoder = decoders.ByteLevel()
+    n_texts = 0
+
+    def counted(texts: Iterable[str]) -> Iterator[str]:
+        nonlocal n_texts
+        for text in texts:
+            n_texts += 1
+            yield text
+
+    tok.train_from_iterator(counted(texts), trainer=trainer)
+    if n_texts == 0:
+        raise SpacyMlmError("The tokenizer corpus is empty: give at least one non-blank line of text.")
+    if kind == "wordpiece":
+        cls, sep = tok.token_to_id("[CLS]"), tok.token_to_id("[SEP]")
+        tok.post_processor = processors.TemplateProcessing(
+            single="[CLS] $A [SEP]",
+            pair="[CLS] $A [SEP] $B:1 [SEP]:1",
+            special_tokens=[("[CLS]", cls), ("[SEP]", sep)],
+        )
+        hf_tok = BertTokenizerFast(
+            tokenizer_object=tok, do_lower_case=lowercase, model_max_length=model_max_length
+        )
+    else:
+        tok.post_processor = processors.RobertaProcessing(
+            ("</s>", tok.token_to_id("</s>")), ("<s>", tok.token_to_id("<s>")), add_prefix_space=False
+        )
+        hf_tok = RobertaTokenizerFast(tokenizer_object=tok, model_max_length=model_max_length)
+    output_dir = Path(output_dir)
+    output_dir.mkdir(parents=True, exist_ok=True)
+    hf_tok.save_pretrained(str(output_dir))
+    return hf_tok
+
+
+def special_token_kwargs(tokenizer) -> dict:
+    """The special-token strings of a tokenizer, as keyword arguments for a tokenizer class."""
+    names: List[str] = ["pad_token", "unk_token", "cls_token", "sep_token", "mask_token", "bos_token", "eos_token"]
+    return {name: getattr(tokenizer, name) for name in names if getattr(tokenizer, name, None) is not None}
