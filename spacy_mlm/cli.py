@@ -19,12 +19,15 @@ def load_fill_mask_pipeline(model: str, top_k: Optional[int] = None):
     """A spaCy pipeline with fill_mask from a pipeline dir/package or an HF checkpoint dir/name."""
     import spacy
 
+    from .heads import check_checkpoint
+
     path = Path(model)
     if (path / "config.cfg").is_file() or (not path.exists() and spacy.util.is_package(model)):
         nlp = spacy.load(model)
         if "fill_mask" not in nlp.pipe_names:
             raise SpacyMlmError(f"The pipeline {model!r} has no fill_mask component: add one and save it again.")
     else:
+        check_checkpoint(model)
         nlp = spacy.blank("en")
         nlp.add_pipe("transformer", config={"model": {"name": model}})
         nlp.add_pipe("fill_mask")

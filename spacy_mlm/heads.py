@@ -133,6 +133,20 @@ class MaskedLMHead(torch.nn.Module):
         return out
 
 
+def check_checkpoint(checkpoint: Union[str, Path]) -> str:
+    """Fail early, naming the path, when a local checkpoint is missing or not an HF checkpoint.
+    Names that are not local paths are left to the hub (users have internet)."""
+    name = str(checkpoint)
+    local = Path(name).expanduser()
+    if (name.startswith((".", "/", "~")) or local.exists()) and not (local / "config.json").is_file():
+        hint = "the directory does not exist" if not local.exists() else "it has no config.json"
+        raise SpacyMlmError(
+            f"Checkpoint {name!r} is not an HF checkpoint ({hint}). Pass a directory written by "
+            "save_pretrained() or `spacy-mlm init-model`, or a hub name."
+        )
+    return name
+
+
 def load_mlm_head(checkpoint: Union[str, Path], *, require_trained: bool = True) -> MaskedLMHead:
     """Load the MLM head of an HF checkpoint (a local directory or a hub name).
 
@@ -141,14 +155,7 @@ def load_mlm_head(checkpoint: Union[str, Path], *, require_trained: bool = True)
     """
     from transformers import AutoModelForMaskedLM
 
-    name = str(checkpoint)
-    local = Path(name)
-    if (name.startswith((".", "/", "~")) or local.exists()) and not (local / "config.json").is_file():
-        hint = "the directory does not exist" if not local.exists() else "it has no config.json"
-        raise SpacyMlmError(
-            f"Checkpoint {name!r} is not an HF checkpoint ({hint}). Pass a directory written by "
-            "save_pretrained() or `spacy-mlm init-model`, or a hub name."
-        )
+    name = check_checkpoint(checkpoint)
     try:
         model, info = AutoModelForMaskedLM.from_pretrained(name, output_loading_info=True)
     except (OSError, ValueError) as e:

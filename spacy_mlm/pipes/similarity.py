@@ -15,7 +15,7 @@ from spacy import util
 from spacy.language import Language
 from spacy.pipeline import Pipe
 from spacy.tokens import Doc
-from thinc.api import NumpyOps, get_array_module
+from thinc.api import get_array_module
 
 from ..errors import SpacyMlmError
 from ._upstream import get_upstream_transformer
@@ -105,17 +105,23 @@ class TrfSimilarity(Pipe):
             doc_vector = xp.where(mask[..., None] > 0, hidden, -xp.inf).reshape(-1, width).max(axis=0)
         else:
             doc_vector = (hidden * mask[..., None]).reshape(-1, width).sum(axis=0) / max(float(mask.sum()), 1.0)
-        flat = hidden.reshape(-1, width)
-        align = trf_data.align
-        lengths = align.lengths
-        pieces = flat[xp.asarray(align.dataXd).ravel()]
-        ops = NumpyOps()
-        pieces, lengths = ops.asarray(_to_numpy(pieces)), ops.asarray1i(_to_numpy(lengths))
+        # Token vectors: pool each token's aligned wordpieces (tokens with none get zeros).
+        flat = _to_numpy(hidden.reshape(-1, width))
+        lengths = numpy.asarray(_to_numpy(trf_data.align.lengths), dtype="i")
+        pieces = flat[numpy.asarray(_to_numpy(trf_data.align.dataXd)).ravel()]
+        owner = numpy.repeat(numpy.arange(len(lengths)), lengths)
         if self.pooling == "max":
-            token_vectors = ops.reduce_max(pieces, lengths)[0] if len(pieces) else numpy.zeros((len(doc), width), "f")
+            token_vectors = numpy.full((len(lengths), width), -numpy.inf, "f")
+            numpy.maximum.at(token_vectors, owner, pieces)
+            token_vectors[lengths == 0] = 0.0
         else:
-            token_vectors = ops.reduce_mean(pieces, lengths)
-        return _to_numpy(doc_vector).astype("f"), numpy.asarray(token_vectors, "f"), numpy.asarray(lengths) > 0
+            token_vectors = numpy.zeros((len(lengths), width), "f")
+            numpy.add.at(token_vectors, owner, pieces)
+            token_vectors /= numpy.maximum(lengths, 1)[:, None]
+        doc_vector = _to_numpy(doc_vector).astype("f")
+        if not lengths.any():  # whitespace only: nothing but special tokens, so no meaning to pool
+            doc_vector = numpy.zeros_like(doc_vector)
+        return doc_vector, token_vectors, lengths > 0
 
     def set_annotations(self, docs: Sequence[Doc], predictions: List[DocVectors]) -> None:
         for doc, (doc_vector, token_vectors, has_vector) in zip(docs, predictions):

@@ -1,0 +1,131 @@
+"""Load and check a pretraining config: unknown keys fail early, naming the closest valid key."""
+
+import difflib
+import inspect
+from pathlib import Path
+from typing import Any, Dict, Iterable, List, Optional, Union
+
+from thinc.api import Config
+
+from ..errors import SpacyMlmError
+from ..registry import import_registered, registry
+
+# The sections without a registered function, with every key they accept.
+PLAIN_SECTIONS: Dict[str, Dict[str, Any]] = {
+    "system": {"seed": 0, "gpu_id": -1, "threads": 0},
+    "model": {"name": None, "tokenizer": None, "dropout": None, "head_only": False},
+    "corpus": {"holdout_every": 50, "tokenize_batch": 256, "shuffle_buffer": 2048},
+    "training": {
+        "seq_length": 128, "batch_tokens": 4096, "grad_accum": 1, "learning_rate": 5e-4,
+        "weight_decay": 0.01, "beta1": 0.9, "beta2": 0.98, "eps": 1e-6, "warmup_steps": 10,
+        "schedule": "linear", "max_grad_norm": 1.0, "max_steps": 1000, "eval_frequency": 200,
+        "eval_sequences": 256, "checkpoint_frequency": 200, "keep_checkpoints": 2,
+        "precision": "fp32", "compile": False,
+    },
+    "logging": {"progress_bar": True, "log_frequency": 1, "metrics_file": "metrics.jsonl"},
+}
+FUNCTION_SECTIONS = ("corpus.train", "corpus.dev", "masking")
+SECTIONS = ("paths", *PLAIN_SECTIONS, *FUNCTION_SECTIONS)
+SCHEDULES = ("linear", "cosine", "constant")
+PRECISIONS = ("fp32", "bf16", "fp16")
+
+
+def _closest(key: str, valid: Iterable[str]) -> str:
+    match = difflib.get_close_matches(key, list(valid), n=1, cutoff=0.0)
+    return f" Did you mean {match[0]!r}?" if match else ""
+
+
+def _flat_keys(cfg: Dict[str, Any], prefix: str = "") -> List[str]:
+    keys = []
+    for key, value in cfg.items():
+        name = f"{prefix}{key}"
+        if isinstance(value, dict):
+            keys.extend(_flat_keys(value, name + "."))
+        else:
+            keys.append(name)
+    return keys
+
+
+def _section(cfg: Dict[str, Any], dotted: str) -> Optional[Dict[str, Any]]:
+    node: Any = cfg
+    for part in dotted.split("."):
+        if not isinstance(node, dict) or part not in node:
+            return None
+        node = node[part]
+    return node if isinstance(node, dict) else None
+
+
+def check_overrides(cfg: Config, overrides: Dict[str, Any]) -> None:
+    """Every override must name a key of the config: a typo would otherwise be ignored."""
+    valid = _flat_keys(cfg)
+    for key in overrides:
+        if key not in valid:
+            raise SpacyMlmError(f"Unknown config override --{key}.{_closest(key, valid)}")
+
+
+def check_keys(cfg: Config) -> None:
+    """Check section and key names against the schema and the registered functions' arguments."""
+    import_registered()
+    for section in cfg:
+        if section not in SECTIONS and section.split(".")[0] not in SECTIONS:
+            raise SpacyMlmError(f"Unknown config section [{section}].{_closest(section, SECTIONS)}")
+    for section, defaults in PLAIN_SECTIONS.items():
+        for key, value in (_section(cfg, section) or {}).items():
+            if isinstance(value, dict) and f"{section}.{key}" in FUNCTION_SECTIONS:
+                continue
+            if key not in defaults:
+                raise SpacyMlmError(
+                    f"Unknown config key [{section}] {key}.{_closest(key, defaults)} "
+                    f"Valid keys: {', '.join(defaults)}."
+                )
+    for section in FUNCTION_SECTIONS:
+        block = _section(cfg, section)
+        if block is None:
+            raise SpacyMlmError(f"The config has no [{section}] section: copy it from configs/pretrain.cfg.")
+        func_name = block.get("@misc")
+        if func_name is None:
+            raise SpacyMlmError(f"[{section}] needs an @misc function, e.g. @misc = \"spacy_mlm.Corpus.v1\".")
+        try:
+            func = registry.misc.get(func_name)
+        except Exception:
+            names = [n for n in registry.misc.get_all() if str(n).startswith("spacy_mlm.")]
+            raise SpacyMlmError(f"Unknown function {func_name!r} in [{section}].{_closest(func_name, names)}") from None
+        params = list(inspect.signature(func).parameters)
+        for key in block:
+            if key != "@misc" and key not in params:
+                raise SpacyMlmError(
+                    f"Unknown config key [{section}] {key} for {func_name}.{_closest(key, params)} "
+                    f"Valid keys: {', '.join(params)}."
+                )
+
+
+def load_config(path: Union[str, Path], overrides: Optional[Dict[str, Any]] = None) -> Config:
+    """Read a config file, apply dotted overrides, check every key, fill plain-section defaults."""
+    path = Path(path)
+    if not path.is_file():
+        raise SpacyMlmError(f"Config file not found: {path}. Start from configs/pretrain.cfg.")
+    overrides = dict(overrides or {})
+    raw = Config().from_disk(path, interpolate=False)
+    check_overrides(raw, overrides)
+    check_keys(raw)
+    cfg = Config().from_disk(path, overrides=overrides, interpolate=True)
+    for section, defaults in PLAIN_SECTIONS.items():
+        merged = {**defaults, **{k: v for k, v in cfg.get(section, {}).items() if not isinstance(v, dict)}}
+        nested = {k: v for k, v in cfg.get(section, {}).items() if isinstance(v, dict)}
+        cfg[section] = {**merged, **nested}
+    training = cfg["training"]
+    if training["schedule"] not in SCHEDULES:
+        raise SpacyMlmError(f"[training] schedule = {training['schedule']!r}: use one of {', '.join(SCHEDULES)}.")
+    if training["precision"] not in PRECISIONS:
+        raise SpacyMlmError(f"[training] precision = {training['precision']!r}: use one of {', '.join(PRECISIONS)}.")
+    if cfg["model"]["name"] is None:
+        raise SpacyMlmError("No base model: pass --paths.base_model DIR (a checkpoint from `spacy-mlm init-model`).")
+    if cfg["corpus"]["train"].get("path") is None:
+        raise SpacyMlmError("No training corpus: pass --paths.train FILE.")
+    return cfg
+
+
+def resolve(cfg: Config) -> Dict[str, Any]:
+    """Build the registered objects (corpus readers, masking function)."""
+    import_registered()
+    return registry.resolve(cfg, validate=True)

@@ -1,0 +1,148 @@
+"""Tokenize a streaming corpus and pack several docs into each fixed-length sequence.
+
+Sequence layout: [CLS] doc1 [SEP] doc2 [SEP] doc3... A doc longer than the sequence
+continues in the next sequence: nothing is dropped. Only the last sequence of an epoch
+is padded. Docs are tokenized in batches by the fast (Rust) tokenizer as they stream by.
+"""
+
+import bisect
+import random
+import re
+from typing import Callable, Iterator, List, Optional, Tuple
+
+import torch
+
+from ..errors import SpacyMlmError
+
+Sequence_ = Tuple[List[int], Optional[List[int]]]  # token ids, word ids (-1: special)
+WHITESPACE_WORD = re.compile(r"\S+")
+
+
+class Packer:
+    def __init__(
+        self,
+        corpus: Callable[[], Iterator[str]],
+        tokenizer,
+        seq_length: int,
+        *,
+        word_boundaries: Optional[str] = None,
+        tokenize_batch: int = 256,
+        shuffle_buffer: int = 0,
+        seed: int = 0,
+        name: str = "corpus",
+    ) -> None:
+        if seq_length < 8:
+            raise SpacyMlmError(f"[training] seq_length = {seq_length} is too short: use at least 8.")
+        self.corpus, self.tokenizer, self.seq_length = corpus, tokenizer, seq_length
+        self.word_boundaries = word_boundaries
+        self.tokenize_batch, self.shuffle_buffer, self.seed, self.name = tokenize_batch, shuffle_buffer, seed, name
+        self.cls_id = tokenizer.cls_token_id if tokenizer.cls_token_id is not None else tokenizer.bos_token_id
+        self.sep_id = tokenizer.sep_token_id if tokenizer.sep_token_id is not None else tokenizer.eos_token_id
+        if self.sep_id is None:
+            raise SpacyMlmError("The tokenizer has no separator (sep/eos) token to mark document boundaries.")
+        self._spacy_tokenizer = None
+
+    def _word_starts(self, text: str) -> List[int]:
+        if self.word_boundaries == "spacy":
+            if self._spacy_tokenizer is None:
+                import spacy
+
+                self._spacy_tokenizer = spacy.blank("xx").tokenizer
+            return [t.idx for t in self._spacy_tokenizer(text) if not t.is_space]
+        return [m.start() for m in WHITESPACE_WORD.finditer(text)]
+
+    def _docs(self) -> Iterator[Sequence_]:
+        """(ids, word ids) per doc, without special tokens; word ids count up within the doc."""
+        batch: List[str] = []
+
+        def flush() -> Iterator[Sequence_]:
+            enc = self.tokenizer(
+                batch, add_special_tokens=False, return_attention_mask=False, return_token_type_ids=False,
+                return_offsets_mapping=self.word_boundaries is not None, verbose=False,
+            )
+            for i, ids in enumerate(enc["input_ids"]):
+                if self.word_boundaries is None:
+                    yield ids, None
+                    continue
+                starts = self._word_starts(batch[i])
+                # A piece belongs to the last word starting at or before its first character.
+                words = [max(0, bisect.bisect_right(starts, start) - 1) for start, _ in enc["offset_mapping"][i]]
+                yield ids, words
+
+        for text in self.corpus():
+            batch.append(text)
+            if len(batch) >= self.tokenize_batch:
+                yield from flush()
+                batch = []
+        if batch:
+            yield from flush()
+
+    def _packed(self) -> Iterator[Sequence_]:
+        body = self.seq_length - (1 if self.cls_id is not None else 0)
+        head = [self.cls_id] if self.cls_id is not None else []
+        ids_buf: List[int] = []
+        words_buf: List[int] = []
+        word_offset = 0
+        with_words = self.word_boundaries is not None
+        for ids, words in self._docs():
+            ids_buf.extend(ids)
+            ids_buf.append(self.sep_id)
+            if with_words:
+                words_buf.extend(w + word_offset for w in words)
+                words_buf.append(-1)
+                word_offset += (max(words) + 1) if words else 0
+            while len(ids_buf) >= body:
+                yield head + ids_buf[:body], ([-1] * len(head) + words_buf[:body]) if with_words else None
+                del ids_buf[:body]
+                if with_words:
+                    del words_buf[:body]
+        if ids_buf:
+            yield head + ids_buf, ([-1] * len(head) + words_buf) if with_words else None
+
+    def epoch(self, epoch: int) -> Iterator[Sequence_]:
+        """One pass over the corpus; with a shuffle buffer the order depends on (seed, epoch) only."""
+        if self.shuffle_buffer <= 1:
+            yield from self._packed()
+            return
+        rng = random.Random(self.seed * 1_000_003 + epoch)
+        buffer: List[Sequence_] = []
+        for seq in self._packed():
+            buffer.append(seq)
+            if len(buffer) >= self.shuffle_buffer:
+                i = rng.randrange(len(buffer))
+                buffer[i], buffer[-1] = buffer[-1], buffer[i]
+                yield buffer.pop()
+        rng.shuffle(buffer)
+        yield from buffer
+
+    def stream(self, skip: int = 0) -> Iterator[Tuple[int, Sequence_]]:
+        """(epoch, sequence) forever, skipping the first `skip` sequences (to resume)."""
+        epoch, seen = 0, 0
+        while True:
+            n = 0
+            for seq in self.epoch(epoch):
+                n += 1
+                seen += 1
+                if seen > skip:
+                    yield epoch, seq
+            if n == 0:
+                raise SpacyMlmError(
+                    f"The {self.name} is empty: {getattr(self.corpus, 'files', '')} holds no non-blank text."
+                )
+            epoch += 1
+
+
+def collate(seqs: List[Sequence_], pad_id: int, special_ids: List[int]) -> dict:
+    """Pad to the longest sequence; `special` marks tokens never to mask (specials, padding)."""
+    length = max(len(ids) for ids, _ in seqs)
+    input_ids = torch.full((len(seqs), length), pad_id, dtype=torch.long)
+    attention_mask = torch.zeros((len(seqs), length), dtype=torch.long)
+    word_ids = torch.full((len(seqs), length), -1, dtype=torch.long)
+    for i, (ids, words) in enumerate(seqs):
+        input_ids[i, : len(ids)] = torch.tensor(ids, dtype=torch.long)
+        attention_mask[i, : len(ids)] = 1
+        if words is not None:
+            word_ids[i, : len(words)] = torch.tensor(words, dtype=torch.long)
+    special = torch.isin(input_ids, torch.tensor(special_ids, dtype=torch.long)) | (attention_mask == 0)
+    word_ids[special] = -1
+    return {"input_ids": input_ids, "attention_mask": attention_mask, "word_ids": word_ids, "special": special}
