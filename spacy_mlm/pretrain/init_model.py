@@ -56,7 +56,10 @@ def _tokenizer_for(arch: str, tokenizer, max_length: int):
     """Re-wrap the trained tokenizer in the class the architecture expects, so its
     outputs carry exactly the inputs that model's forward takes."""
     from transformers import (
-        BertTokenizerFast, DistilBertTokenizerFast, PreTrainedTokenizerFast, RobertaTokenizerFast,
+        BertTokenizerFast,
+        DistilBertTokenizerFast,
+        PreTrainedTokenizerFast,
+        RobertaTokenizerFast,
     )
 
     backend = tokenizer.backend_tokenizer
