@@ -60,6 +60,87 @@ def fill_mask_command(model: str, text: str, top_k: Optional[int]) -> None:
         msg.table(rows, header=("#", "token", "score", "sequence"), title=f"{mask} #{n}", divider=True)
 
 
+@cli.command("tokenizer")
+@click.argument("corpus", nargs=-1, required=True, type=click.Path(exists=True, dir_okay=False))
+@click.argument("output_dir", type=click.Path(file_okay=False))
+@click.option("--vocab-size", type=int, required=True, help="Vocabulary size, special tokens included.")
+@click.option("--kind", type=click.Choice(["wordpiece", "bpe"]), default="wordpiece", show_default=True)
+@click.option("--lowercase", is_flag=True, help="Lowercase text before tokenizing.")
+def tokenizer_command(corpus, output_dir: str, vocab_size: int, kind: str, lowercase: bool) -> None:
+    """Train a tokenizer on CORPUS files (plain text or JSONL) and save it to OUTPUT_DIR."""
+    from .pretrain.tokenizer import iter_corpus_lines, train_tokenizer
+
+    tok = train_tokenizer(iter_corpus_lines(corpus), output_dir, vocab_size=vocab_size, kind=kind, lowercase=lowercase)
+    click.echo(f"Saved a {kind} tokenizer ({len(tok)} entries) to {output_dir}")
+
+
+@cli.command("init-model")
+@click.argument("output_dir", type=click.Path(file_okay=False))
+@click.option("--tokenizer", "tokenizer_dir", required=True, type=click.Path(), help="Tokenizer directory.")
+@click.option("--arch", type=click.Choice(["bert", "roberta", "distilbert", "modernbert"]), default="bert",
+              show_default=True)
+@click.option("--size", type=click.Choice(["tiny", "mini", "small", "base"]), default="tiny", show_default=True)
+@click.option("--max-length", type=int, default=512, show_default=True, help="Maximum sequence length.")
+@click.option("--seed", type=int, default=0, show_default=True)
+def init_model_command(output_dir: str, tokenizer_dir: str, arch: str, size: str, max_length: int, seed: int) -> None:
+    """Write a randomly initialised MLM checkpoint to OUTPUT_DIR, for pretraining from scratch."""
+    from .pretrain.init_model import init_model
+
+    model = init_model(output_dir, tokenizer_dir, arch=arch, size=size, max_length=max_length, seed=seed)
+    n_params = sum(p.numel() for p in model.parameters())
+    click.echo(f"Saved a {size} {arch} MLM ({n_params / 1e6:.1f}M parameters) to {output_dir}")
+
+
+@cli.command(
+    "pretrain", context_settings={"ignore_unknown_options": True, "allow_extra_args": True}
+)
+@click.argument("config_path", type=click.Path(exists=True, dir_okay=False))
+@click.argument("output_dir", type=click.Path(file_okay=False))
+@click.option("--gpu-id", type=int, default=None, help="GPU to use (-1: CPU). Default: [system] gpu_id.")
+@click.option("--resume", is_flag=True, help="Continue from the last checkpoint in OUTPUT_DIR.")
+@click.option("--force", is_flag=True, help="Start over in an OUTPUT_DIR that holds another run.")
+@click.pass_context
+def pretrain_command(ctx, config_path: str, output_dir: str, gpu_id: Optional[int], resume: bool, force: bool) -> None:
+    """Masked-language-model pretraining from a config (see configs/pretrain.cfg).
+
+    Override any setting with --section.key value, e.g. --paths.train corpus.txt
+    --training.max_steps 1000. Runs under `torchrun --nproc_per_node N` unchanged.
+    """
+    from spacy.cli._util import parse_config_overrides
+
+    from .pretrain.loop import pretrain
+
+    try:
+        overrides = parse_config_overrides(ctx.args)
+    except SystemExit:
+        raise SpacyMlmError(f"Could not parse the overrides {ctx.args}: write them as --section.key value.") from None
+    final = pretrain(config_path, output_dir, overrides, gpu_id=gpu_id, resume=resume, force=force)
+    click.echo(f"Saved the pretrained model to {final}")
+
+
+@cli.command("score")
+@click.argument("model")
+@click.argument("corpus", nargs=-1, required=True, type=click.Path(exists=True))
+@click.option("--batch-size", type=int, default=128, show_default=True, help="Masked copies per forward pass.")
+@click.option("--max-docs", type=int, default=None, help="Score only the first N docs.")
+@click.option("--gpu-id", type=int, default=-1, show_default=True)
+def score_command(model: str, corpus, batch_size: int, max_docs: Optional[int], gpu_id: int) -> None:
+    """Pseudo-log-likelihood and pseudo-perplexity of CORPUS under MODEL (an HF MLM checkpoint
+    or a spaCy pipeline with fill_mask). The last line is `pseudo_perplexity: <float>`."""
+    from itertools import chain
+
+    from .pretrain.corpus import any_corpus
+    from .pretrain.score import pseudo_perplexity
+
+    texts = chain.from_iterable(any_corpus(path, max_docs=max_docs)() for path in corpus)
+    device = f"cuda:{gpu_id}" if gpu_id >= 0 else "cpu"
+    result = pseudo_perplexity(model, texts, batch_size=batch_size, device=device)
+    click.echo(f"texts: {result['texts']}")
+    click.echo(f"tokens: {result['tokens']}")
+    click.echo(f"pseudo_log_likelihood: {result['pseudo_log_likelihood']:.4f}")
+    click.echo(f"pseudo_perplexity: {result['pseudo_perplexity']:.6f}")
+
+
 def main() -> None:
     try:
         cli(standalone_mode=True)
