@@ -107,14 +107,21 @@ class SpanMasker(WholeWordMasker):
             budget = max(1, round(self.rate * int(valid.sum())))
             word_masked = torch.zeros(len(words), dtype=torch.bool)
             sizes = torch.bincount(inverse, minlength=len(words))
+            n_masked = 0
             for _ in range(4 * len(words)):  # bounded: the budget may not be reachable exactly
-                if int(sizes[word_masked].sum()) >= budget:
+                if n_masked >= budget:
                     break
                 u = torch.rand(2, generator=generator)
                 # Inverse CDF of the geometric distribution on 1, 2, ...
                 length = min(self.max_span, int(torch.ceil(torch.log(1 - u[0]) / torch.log(torch.tensor(1 - self.p)))))
                 start = int(u[1] * len(words))
-                word_masked[start : start + max(1, length)] = True
+                span = slice(start, start + max(1, length))
+                added = int(sizes[span][~word_masked[span]].sum())
+                # As in SpanBERT, a span that would overshoot the budget is resampled.
+                if n_masked and n_masked + added > budget:
+                    continue
+                word_masked[span] = True
+                n_masked += added
             row_mask = torch.zeros(int(valid.sum()), dtype=torch.bool)
             row_mask[:] = word_masked[inverse]
             masked[row, valid] = row_mask

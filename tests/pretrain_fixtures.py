@@ -1,0 +1,67 @@
+"""Tiny tokenizers/checkpoints and corpora for the pretraining tests, built on the fly."""
+
+import os
+import random
+from pathlib import Path
+from typing import List
+
+import pytest
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+
+WORDS = (
+    "the capital of france is paris a city in europe with many people and old buildings "
+    "london berlin madrid rome river bridge museum park street market train station north "
+    "south east west small large new famous beautiful quiet busy unbelievably extraordinary"
+).split()
+CONFIG = Path(__file__).parent.parent / "configs" / "pretrain.cfg"
+# Small and fast: 8 sequences of 32 tokens per step.
+SMALL = {"training.seq_length": 32, "training.batch_tokens": 256, "training.warmup_steps": 2,
+         "training.eval_sequences": 16, "logging.progress_bar": False, "corpus.shuffle_buffer": 16}
+
+
+def sentences(n: int, seed: int = 0, lo: int = 5, hi: int = 25) -> List[str]:
+    rng = random.Random(seed)
+    return [" ".join(rng.choice(WORDS) for _ in range(rng.randint(lo, hi))) for _ in range(n)]
+
+
+def write_lines(path: Path, lines: List[str]) -> Path:
+    path.write_text("\n".join(lines) + "\n", encoding="utf8")
+    return path
+
+
+@pytest.fixture(scope="session")
+def pt_root(tmp_path_factory) -> Path:
+    return tmp_path_factory.mktemp("pretrain")
+
+
+@pytest.fixture(scope="session")
+def pt_corpus(pt_root):
+    train = write_lines(pt_root / "train.txt", sentences(300, seed=1))
+    dev = write_lines(pt_root / "dev.txt", sentences(30, seed=2))
+    return train, dev
+
+
+@pytest.fixture(scope="session")
+def pt_tokenizers(pt_root, pt_corpus):
+    from spacy_mlm.pretrain.tokenizer import train_tokenizer
+
+    text = pt_corpus[0].read_text().splitlines()
+    return {kind: train_tokenizer(text, pt_root / f"tok_{kind}", vocab_size=120, kind=kind) and pt_root / f"tok_{kind}"
+            for kind in ("wordpiece", "bpe")}
+
+
+@pytest.fixture(scope="session")
+def pt_model(pt_root, pt_tokenizers) -> Path:
+    """A tiny BERT MLM (dropout kept: resume must restore the dropout RNG too)."""
+    from spacy_mlm.pretrain.init_model import init_model
+
+    init_model(pt_root / "bert", pt_tokenizers["wordpiece"], arch="bert", size="tiny", max_length=64)
+    return pt_root / "bert"
+
+
+def overrides(train, dev, model, **extra) -> dict:
+    out = {"paths.train": str(train), "paths.dev": str(dev) if dev else None, "paths.base_model": str(model), **SMALL}
+    out.update({k.replace("__", "."): v for k, v in extra.items()})
+    return out
