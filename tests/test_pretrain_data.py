@@ -10,7 +10,9 @@ from spacy_mlm.pretrain.config import load_config
 from spacy_mlm.pretrain.corpus import any_corpus, holdout, jsonl_corpus, plain_text_corpus
 from spacy_mlm.pretrain.packing import Packer
 
-from .pretrain_fixtures import CONFIG, pt_corpus, pt_root, pt_tokenizers, sentences  # noqa: F401
+from .pretrain_fixtures import CONFIG, sentences
+
+pytest_plugins = ["tests.pretrain_fixtures"]
 
 
 def test_readers(tmp_path):

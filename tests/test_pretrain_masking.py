@@ -7,7 +7,9 @@ from transformers import AutoTokenizer, DataCollatorForLanguageModeling
 from spacy_mlm.pretrain.masking import span_masking, token_masking, whole_word_masking
 from spacy_mlm.pretrain.packing import Packer, collate
 
-from .pretrain_fixtures import pt_corpus, pt_root, pt_tokenizers, sentences  # noqa: F401
+from .pretrain_fixtures import sentences
+
+pytest_plugins = ["tests.pretrain_fixtures"]
 
 
 def packed_batch(tokenizer, n_docs=400, seq_length=64, words=None):
