@@ -273,14 +273,13 @@ def make_eval_batches(packer, n_sequences, batch_size, masker, tokenizer, specia
     if not seqs:
         raise SpacyMlmError("The dev corpus is empty: pass --paths.dev with text, or leave it out to hold out "
                             "part of the training corpus.")
+    # Masked in one go, so the masks do not depend on the batch size (or the number of processes).
     gen = torch.Generator().manual_seed(seed + 1)
-    batches = []
-    for i in range(0, len(seqs), batch_size):
-        batch = collate(seqs[i : i + batch_size], tokenizer.pad_token_id, special_ids)
-        words = batch["word_ids"] if masker.word_boundaries else None
-        inputs, labels = masker(batch["input_ids"], batch["special"], words, generator=gen, **mask_args)
-        batches.append((inputs, batch["attention_mask"], labels))
-    return batches
+    batch = collate(seqs, tokenizer.pad_token_id, special_ids)
+    words = batch["word_ids"] if masker.word_boundaries else None
+    inputs, labels = masker(batch["input_ids"], batch["special"], words, generator=gen, **mask_args)
+    return [(inputs[i : i + batch_size], batch["attention_mask"][i : i + batch_size], labels[i : i + batch_size])
+            for i in range(0, len(seqs), batch_size)]
 
 
 @torch.no_grad()

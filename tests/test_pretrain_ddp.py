@@ -1,0 +1,42 @@
+"""The same command under torchrun (2 CPU processes, gloo) gives the loss curve of 1 process."""
+
+import json
+import os
+import socket
+import subprocess
+import sys
+
+from .pretrain_fixtures import CONFIG, overrides
+
+pytest_plugins = ["tests.pretrain_fixtures"]
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def run(nproc, out, o):
+    args = [f"--{k}={'null' if v is None else v}" for k, v in o.items()]
+    launcher = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", str(nproc),
+                "--master_addr", "127.0.0.1", "--master_port", str(free_port()), "-m", "spacy_mlm"]
+    cmd = launcher + ["pretrain", str(CONFIG), str(out), *args]
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "HF_HUB_OFFLINE": "1", "TOKENIZERS_PARALLELISM": "false"}
+    r = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=300)
+    assert r.returncode == 0, r.stderr[-3000:]
+    lines = [json.loads(x) for x in (out / "metrics.jsonl").read_text().splitlines()]
+    return [m["loss"] for m in lines if "loss" in m], [m["eval_loss"] for m in lines if "eval_loss" in m]
+
+
+def test_two_processes_match_one(tmp_path, pt_corpus, pt_model):
+    # Dropout off: the two runs draw dropout masks on different processes.
+    o = overrides(*pt_corpus, pt_model, training__max_steps=4, training__eval_frequency=4,
+                  training__grad_accum=2, model__dropout=0.0, system__threads=1)
+    one, eval_one = run(1, tmp_path / "one", o)
+    two, eval_two = run(2, tmp_path / "two", o)
+    assert len(one) == len(two) == 4
+    for a, b in zip(one, two):
+        assert abs(a - b) < 1e-4, (one, two)
+    assert abs(eval_one[0] - eval_two[0]) < 1e-4
+    assert one[-1] < one[0]
