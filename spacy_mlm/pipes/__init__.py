@@ -1,6 +1,24 @@
 """spaCy components that read the shared `transformer` component's output."""
 
 from .fill_mask import FillMask, make_fill_mask
+from .ner import TrfEntityRecognizer, make_trf_ner
 from .similarity import TrfSimilarity, make_trf_similarity
+from .textcat import (
+    TrfMultiLabelTextCategorizer,
+    TrfTextCategorizer,
+    make_trf_textcat,
+    make_trf_textcat_multilabel,
+)
 
-__all__ = ["FillMask", "make_fill_mask", "TrfSimilarity", "make_trf_similarity"]
+__all__ = [
+    "FillMask",
+    "TrfEntityRecognizer",
+    "TrfMultiLabelTextCategorizer",
+    "TrfSimilarity",
+    "TrfTextCategorizer",
+    "make_fill_mask",
+    "make_trf_ner",
+    "make_trf_similarity",
+    "make_trf_textcat",
+    "make_trf_textcat_multilabel",
+]

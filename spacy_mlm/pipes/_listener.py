@@ -1,0 +1,50 @@
+"""Checks shared by the pipes whose model reads the transformer through a TransformerListener."""
+
+import warnings
+from typing import Iterable, Optional, Set
+
+from spacy.language import Language
+
+from ._upstream import get_upstream_transformer
+
+LISTENER_CONFIG = {
+    "@architectures": "spacy-transformers.TransformerListener.v1",
+    "grad_factor": 1.0,
+    "upstream": "*",
+    "pooling": {"@layers": "reduce_mean.v1"},
+}
+
+
+def listener_upstream(pipe) -> str:
+    """The name the pipe's TransformerListener listens to ('*' means any transformer)."""
+    from spacy_transformers.layers import TransformerListener
+
+    for node in pipe.model.walk():
+        if isinstance(node, TransformerListener):
+            return node.upstream_name
+    return "*"
+
+
+def check_transformer_before(pipe, nlp: Optional[Language]) -> None:
+    """Fail at initialize, with the fix, when no transformer feeds this pipe."""
+    if nlp is None:
+        return
+    upstream = listener_upstream(pipe)
+    if upstream == "*":
+        from spacy_transformers import Transformer
+
+        names = [name for name, proc in nlp.pipeline if isinstance(proc, Transformer)]
+        upstream = names[0] if names else "transformer"
+    get_upstream_transformer(nlp, upstream, pipe.name)
+
+
+def warn_unseen_labels(pipe_name: str, gold_labels: Iterable[str], known: Set[str]) -> None:
+    """Evaluation data with labels the model never saw in training: say so, once per label set."""
+    unseen = sorted(set(gold_labels) - known)
+    if unseen:
+        warnings.warn(
+            f"'{pipe_name}': the evaluation data has labels absent from the training data: {unseen}. "
+            "The model can never predict them, so they count as misses. Add training examples with "
+            "these labels or remove them from the dev set.",
+            stacklevel=3,
+        )

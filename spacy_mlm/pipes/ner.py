@@ -1,0 +1,64 @@
+"""trf_ner: spaCy's entity recognizer reading the shared transformer through a listener."""
+
+from typing import Callable, Optional
+
+from spacy.language import Language
+from spacy.pipeline import EntityRecognizer
+from spacy.training import Example
+from thinc.api import Model
+
+from ._listener import LISTENER_CONFIG, check_transformer_before, warn_unseen_labels
+
+DEFAULT_TRF_NER_MODEL = {
+    "@architectures": "spacy.TransitionBasedParser.v2",
+    "state_type": "ner",
+    "extra_state_tokens": False,
+    "hidden_width": 64,
+    "maxout_pieces": 2,
+    "use_upper": False,
+    "nO": None,
+    "tok2vec": LISTENER_CONFIG,
+}
+
+
+@Language.factory(
+    "trf_ner",
+    assigns=["doc.ents", "token.ent_iob", "token.ent_type"],
+    requires=["doc._.trf_data"],
+    default_config={
+        "model": DEFAULT_TRF_NER_MODEL,
+        "moves": None,
+        "update_with_oracle_cut_size": 100,
+        "incorrect_spans_key": None,
+        "scorer": {"@scorers": "spacy.ner_scorer.v1"},
+    },
+    default_score_weights={"ents_f": 1.0, "ents_p": 0.0, "ents_r": 0.0, "ents_per_type": None},
+)
+def make_trf_ner(
+    nlp: Language,
+    name: str,
+    model: Model,
+    moves: Optional[object],
+    update_with_oracle_cut_size: int,
+    incorrect_spans_key: Optional[str],
+    scorer: Optional[Callable],
+) -> "TrfEntityRecognizer":
+    """spaCy's `ner` with a TransformerListener model: add it after a `transformer` and train."""
+    return TrfEntityRecognizer(
+        nlp.vocab, model, name=name, moves=moves, update_with_oracle_cut_size=update_with_oracle_cut_size,
+        incorrect_spans_key=incorrect_spans_key, scorer=scorer,
+    )
+
+
+class TrfEntityRecognizer(EntityRecognizer):
+    """EntityRecognizer that checks its transformer and warns on dev labels unseen in training."""
+
+    def initialize(self, get_examples: Callable, *, nlp: Optional[Language] = None, labels=None):
+        check_transformer_before(self, nlp)
+        return super().initialize(get_examples, nlp=nlp, labels=labels)
+
+    def score(self, examples, **kwargs):
+        examples = list(examples)
+        gold = {ent.label_ for eg in examples if isinstance(eg, Example) for ent in eg.reference.ents}
+        warn_unseen_labels(self.name, gold, set(self.labels))
+        return super().score(examples, **kwargs)

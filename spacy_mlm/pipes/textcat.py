@@ -1,0 +1,106 @@
+"""trf_textcat / trf_textcat_multilabel: spaCy's text classifiers on the shared transformer."""
+
+from typing import Callable, Iterable, List, Optional
+
+from spacy.language import Language
+from spacy.pipeline import MultiLabel_TextCategorizer, TextCategorizer
+from spacy.training import Example
+from thinc.api import Model
+
+from ..errors import SpacyMlmError
+from ._listener import LISTENER_CONFIG, check_transformer_before, warn_unseen_labels
+
+
+def _textcat_model(exclusive: bool) -> dict:
+    # Mean of the token vectors, then a linear layer: the sentence-transformers way of
+    # turning an encoder into a text representation.
+    return {
+        "@architectures": "spacy.TextCatReduce.v1",
+        "exclusive_classes": exclusive,
+        "use_reduce_first": False,
+        "use_reduce_last": False,
+        "use_reduce_max": False,
+        "use_reduce_mean": True,
+        "nO": None,
+        "tok2vec": LISTENER_CONFIG,
+    }
+
+
+SCORE_WEIGHTS = {
+    "cats_score": 1.0, "cats_score_desc": None, "cats_micro_p": None, "cats_micro_r": None,
+    "cats_micro_f": None, "cats_macro_p": None, "cats_macro_r": None, "cats_macro_f": None,
+    "cats_macro_auc": None, "cats_f_per_type": None,
+}
+
+
+@Language.factory(
+    "trf_textcat",
+    assigns=["doc.cats"],
+    requires=["doc._.trf_data"],
+    default_config={
+        "threshold": 0.0,
+        "model": _textcat_model(exclusive=True),
+        "scorer": {"@scorers": "spacy.textcat_scorer.v2"},
+    },
+    default_score_weights=SCORE_WEIGHTS,
+)
+def make_trf_textcat(
+    nlp: Language, name: str, model: Model, threshold: float, scorer: Optional[Callable]
+) -> "TrfTextCategorizer":
+    """spaCy's `textcat` (exactly one label per doc) reading the shared transformer."""
+    return TrfTextCategorizer(nlp.vocab, model, name, threshold=threshold, scorer=scorer)
+
+
+@Language.factory(
+    "trf_textcat_multilabel",
+    assigns=["doc.cats"],
+    requires=["doc._.trf_data"],
+    default_config={
+        "threshold": 0.5,
+        "model": _textcat_model(exclusive=False),
+        "scorer": {"@scorers": "spacy.textcat_multilabel_scorer.v2"},
+    },
+    default_score_weights=SCORE_WEIGHTS,
+)
+def make_trf_textcat_multilabel(
+    nlp: Language, name: str, model: Model, threshold: float, scorer: Optional[Callable]
+) -> "TrfMultiLabelTextCategorizer":
+    """spaCy's `textcat_multilabel` (any number of labels per doc) reading the shared transformer."""
+    return TrfMultiLabelTextCategorizer(nlp.vocab, model, name, threshold=threshold, scorer=scorer)
+
+
+def _gold_labels(examples: Iterable[Example]) -> List[str]:
+    return [label for eg in examples for label, value in eg.reference.cats.items() if value]
+
+
+class TrfTextCategorizer(TextCategorizer):
+    def initialize(self, get_examples: Callable, *, nlp: Optional[Language] = None, labels=None, positive_label=None):
+        check_transformer_before(self, nlp)
+        return super().initialize(get_examples, nlp=nlp, labels=labels, positive_label=positive_label)
+
+    def _validate_categories(self, examples: Iterable[Example]) -> None:
+        for eg in examples:
+            positive = [label for label, value in eg.reference.cats.items() if value == 1.0]
+            if len(positive) > 1:
+                raise SpacyMlmError(
+                    f"'{self.name}' (trf_textcat) takes exactly one label per doc, but the doc "
+                    f"{eg.reference.text[:60]!r} has {len(positive)}: {positive}. For multi-label data use "
+                    "the 'trf_textcat_multilabel' factory (configs/textcat.cfg: factory = \"trf_textcat_multilabel\")."
+                )
+        super()._validate_categories(examples)
+
+    def score(self, examples, **kwargs):
+        examples = list(examples)
+        warn_unseen_labels(self.name, _gold_labels(examples), set(self.labels))
+        return super().score(examples, **kwargs)
+
+
+class TrfMultiLabelTextCategorizer(MultiLabel_TextCategorizer):
+    def initialize(self, get_examples: Callable, *, nlp: Optional[Language] = None, labels=None):
+        check_transformer_before(self, nlp)
+        return super().initialize(get_examples, nlp=nlp, labels=labels)
+
+    def score(self, examples, **kwargs):
+        examples = list(examples)
+        warn_unseen_labels(self.name, _gold_labels(examples), set(self.labels))
+        return super().score(examples, **kwargs)

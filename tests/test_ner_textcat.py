@@ -1,0 +1,140 @@
+"""trf_ner / trf_textcat / trf_textcat_multilabel: train with no further config, errors."""
+
+import random
+
+import pytest
+import spacy
+from spacy.training import Example
+
+from spacy_mlm import SpacyMlmError
+
+NER_DATA = [
+    ("paris is a city in france", [(0, 5, "LOC"), (19, 25, "LOC")]),
+    ("the museum in berlin is old", [(14, 20, "LOC")]),
+    ("a quiet street near the river", []),
+    ("london and rome are large", [(0, 6, "LOC"), (11, 15, "LOC")]),
+]
+CAT_DATA = [
+    ("a beautiful quiet park", "POS"),
+    ("a busy old market", "NEG"),
+    ("the beautiful new museum", "POS"),
+    ("the busy old station", "NEG"),
+]
+
+
+def nlp_with(checkpoint, pipe, transformer_config=None):
+    nlp = spacy.blank("en")
+    config = {"model": {"name": str(checkpoint)}}
+    if transformer_config:
+        config["model"].update(transformer_config)
+    nlp.add_pipe("transformer", config=config)
+    nlp.add_pipe(pipe)
+    return nlp
+
+
+def long_ner_example():
+    """The NER sentences joined into one doc many windows long, with their entities."""
+    text, ents = "", []
+    for t, t_ents in NER_DATA * 3:
+        ents += [(len(text) + s, len(text) + e, label) for s, e, label in t_ents]
+        text += t + " . "
+    return text.strip(), ents
+
+
+def ner_examples(nlp, with_long=False):
+    data = NER_DATA + ([long_ner_example()] if with_long else [])
+    return [Example.from_dict(nlp.make_doc(t), {"entities": ents}) for t, ents in data]
+
+
+def cat_examples(nlp, labels=("POS", "NEG")):
+    return [Example.from_dict(nlp.make_doc(t), {"cats": {lb: float(lb == c) for lb in labels}}) for t, c in CAT_DATA]
+
+
+def train(nlp, examples, steps):
+    optimizer = nlp.initialize(lambda: examples)
+    losses_per_step = []
+    rng = random.Random(0)
+    for _ in range(steps):
+        rng.shuffle(examples)
+        losses = {}
+        nlp.update(examples, sgd=optimizer, losses=losses, drop=0.0)
+        losses_per_step.append(sum(v for k, v in losses.items() if k != "transformer"))
+    return losses_per_step
+
+
+@pytest.fixture(scope="module")
+def trained_ner(bert_checkpoint):
+    """trf_ner trained on strided windows of 8 tokens (stride 6), so long docs span many windows."""
+    spacy.util.fix_random_seed(0)
+    spans = {"get_spans": {"@span_getters": "spacy-transformers.strided_spans.v1", "window": 8, "stride": 6}}
+    nlp = nlp_with(bert_checkpoint, "trf_ner", transformer_config=spans)
+    losses = train(nlp, ner_examples(nlp, with_long=True), 120)
+    return nlp, losses
+
+
+def test_trf_ner_trains_with_no_further_config(trained_ner):
+    nlp, losses = trained_ner
+    assert sum(losses[-5:]) < sum(losses[:5]) / 5
+    assert nlp.evaluate(ner_examples(nlp, with_long=True))["ents_f"] == pytest.approx(1.0)
+    assert [e.text for e in nlp("paris is a city in france").ents] == ["paris", "france"]
+    assert nlp("").ents == ()
+    assert nlp("   ").ents == ()
+
+
+def test_trf_ner_entities_across_window_borders(trained_ner):
+    """A doc many windows long: every entity is found, those cut by window borders too."""
+    nlp, _ = trained_ner
+    text, ents = long_ner_example()
+    doc = nlp(text)
+    assert len(doc) > 60
+    # Token starts of the windows (8 tokens, stride 6): some entities sit in window overlaps.
+    overlaps = {i for start in range(6, len(doc), 6) for i in range(start, min(start + 2, len(doc)))}
+    gold = [doc.char_span(s, e) for s, e, _ in ents]
+    assert any(span.start in overlaps for span in gold)
+    assert [(e.start_char, e.end_char, e.label_) for e in doc.ents] == ents
+
+
+def test_trf_textcat_trains(bert_checkpoint):
+    spacy.util.fix_random_seed(0)
+    nlp = nlp_with(bert_checkpoint, "trf_textcat")
+    losses = train(nlp, cat_examples(nlp), 30)
+    assert losses[-1] < losses[0]
+    for text, label in CAT_DATA:
+        cats = nlp(text).cats
+        assert max(cats, key=cats.get) == label
+        assert sum(cats.values()) == pytest.approx(1.0, abs=1e-5)
+    assert nlp.evaluate(cat_examples(nlp))["cats_score"] == pytest.approx(1.0)
+
+
+def test_trf_textcat_multilabel_trains(bert_checkpoint):
+    spacy.util.fix_random_seed(0)
+    nlp = nlp_with(bert_checkpoint, "trf_textcat_multilabel")
+    examples = [
+        Example.from_dict(nlp.make_doc(t), {"cats": {"POS": float(c == "POS"), "OLD": float("old" in t)}})
+        for t, c in CAT_DATA
+    ]
+    train(nlp, examples, 40)
+    cats = nlp("a busy old market").cats
+    assert cats["OLD"] > 0.5 and cats["POS"] < 0.5
+
+
+def test_trf_ner_without_transformer():
+    nlp = spacy.blank("en")
+    nlp.add_pipe("trf_ner")
+    with pytest.raises(SpacyMlmError, match="needs a 'transformer' component"):
+        nlp.initialize(lambda: ner_examples(nlp))
+
+
+def test_trf_textcat_given_multilabel_data(bert_checkpoint):
+    nlp = nlp_with(bert_checkpoint, "trf_textcat")
+    examples = [Example.from_dict(nlp.make_doc("a b"), {"cats": {"POS": 1.0, "OLD": 1.0}})]
+    with pytest.raises(SpacyMlmError, match="trf_textcat_multilabel"):
+        nlp.initialize(lambda: examples)
+
+
+def test_dev_labels_absent_from_training(bert_checkpoint):
+    nlp = nlp_with(bert_checkpoint, "trf_ner")
+    train(nlp, ner_examples(nlp), 1)
+    dev = [Example.from_dict(nlp.make_doc("apple sells phones"), {"entities": [(0, 5, "ORG")]})]
+    with pytest.warns(UserWarning, match=r"labels absent from the training data: \['ORG'\]"):
+        nlp.evaluate(dev)
