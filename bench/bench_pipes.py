@@ -19,10 +19,9 @@ from typing import Callable, Dict, List
 
 import spacy
 import torch
+from common import data_dir, minilm_checkpoint
 from spacy_transformers.util import batch_by_length
 from transformers import AutoModel, AutoTokenizer, BertForMaskedLM, pipeline
-
-from common import data_dir, minilm_checkpoint
 
 
 def load_texts(root: Path, n: int) -> List[str]:

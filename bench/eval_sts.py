@@ -14,10 +14,9 @@ from typing import List, Optional
 import numpy
 import spacy
 import torch
+from common import data_dir, minilm_checkpoint, read_sts
 from scipy.stats import spearmanr
 from transformers import AutoModel, AutoTokenizer
-
-from common import data_dir, minilm_checkpoint, read_sts
 
 
 def hf_mean_pooling(checkpoint: str, texts: List[str], batch_size: int = 64) -> numpy.ndarray:
