@@ -204,3 +204,17 @@ def test_pseudo_perplexity_of_a_pipeline_matches_its_checkpoint(tmp_path, pt_mod
     b = pseudo_perplexity(str(pt_model), texts)
     assert a["tokens"] == b["tokens"]
     assert a["pseudo_perplexity"] == pytest.approx(b["pseudo_perplexity"], rel=1e-4)
+
+
+def test_whole_word_masking_jsonl_bf16_grad_accum(tmp_path, pt_corpus, pt_model):
+    """Other registered functions and settings run through the same loop."""
+    train = tmp_path / "train.jsonl"
+    train.write_text("\n".join(json.dumps({"text": t}) for t in sentences(100, seed=3)))
+    cfg = tmp_path / "wwm.cfg"
+    cfg.write_text(CONFIG.read_text().replace('@misc = "spacy_mlm.TokenMasking.v1"',
+                                              '@misc = "spacy_mlm.WholeWordMasking.v1"\nword_boundaries = "spacy"'))
+    o = overrides(train, None, pt_model, training__max_steps=3, training__eval_frequency=3,
+                  training__precision="bf16", training__grad_accum=2, training__schedule="cosine")
+    final = pretrain(cfg, tmp_path / "out", o)
+    evals = [m for m in metrics(tmp_path / "out") if "eval_loss" in m]
+    assert final.is_dir() and len(evals) == 1 and evals[0]["eval_masked_tokens"] > 0  # held-out split of train

@@ -78,9 +78,17 @@ def load_mlm_model(
                         "embedding_dropout", "mlp_dropout"):
                 if hasattr(config, key):
                     setattr(config, key, dropout)
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            model, info = AutoModelForMaskedLM.from_pretrained(name, config=config, output_loading_info=True)
+        from transformers.utils import logging as hf_logging
+
+        # Our own FreshHeadWarning below replaces HF's "newly initialized" message.
+        verbosity = hf_logging.get_verbosity()
+        hf_logging.set_verbosity_error()
+        try:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                model, info = AutoModelForMaskedLM.from_pretrained(name, config=config, output_loading_info=True)
+        finally:
+            hf_logging.set_verbosity(verbosity)
     except (OSError, ValueError) as e:
         raise SpacyMlmError(f"Could not load an MLM checkpoint from {name!r}: {e}") from None
     head_missing = [k for k in info["missing_keys"] if not k.startswith(model.base_model_prefix + ".")]
