@@ -81,17 +81,18 @@ class MaskedLMHead(torch.nn.Module):
             state[key] = value.detach().cpu().contiguous()
         return state
 
+    def head_bytes(self) -> bytes:
+        return save_safetensors(self.head_state())
+
     def to_disk(self, path: Union[str, Path]) -> None:
         path = Path(path)
         path.mkdir(parents=True, exist_ok=True)
-        (path / HEAD_WEIGHTS).write_bytes(save_safetensors(self.head_state()))
+        (path / HEAD_WEIGHTS).write_bytes(self.head_bytes())
         (path / HEAD_CONFIG).write_text(self.config.to_json_string(), encoding="utf8")
         (path / HEAD_META).write_text(json.dumps({"tied": self.tied}), encoding="utf8")
 
     @classmethod
     def from_disk(cls, path: Union[str, Path]) -> "MaskedLMHead":
-        from transformers import AutoConfig, AutoModelForMaskedLM
-
         path = Path(path)
         for name in (HEAD_WEIGHTS, HEAD_CONFIG, HEAD_META):
             if not (path / name).is_file():
@@ -99,10 +100,21 @@ class MaskedLMHead(torch.nn.Module):
                     f"{path / name} is missing: the fill_mask directory is incomplete. "
                     "Save the pipeline again with nlp.to_disk()."
                 )
-        config = AutoConfig.from_pretrained(str(path))
         meta = json.loads((path / HEAD_META).read_text(encoding="utf8"))
-        head = cls(AutoModelForMaskedLM.from_config(config), tied=bool(meta["tied"]))
-        head.load_head_bytes((path / HEAD_WEIGHTS).read_bytes(), source=str(path / HEAD_WEIGHTS))
+        return cls.from_parts(
+            (path / HEAD_CONFIG).read_text(encoding="utf8"), bool(meta["tied"]),
+            (path / HEAD_WEIGHTS).read_bytes(), source=str(path / HEAD_WEIGHTS),
+        )
+
+    @classmethod
+    def from_parts(cls, config_json: str, tied: bool, weights: bytes, source: str = "head weights") -> "MaskedLMHead":
+        """Rebuild a head from its config (JSON), tie flag and safetensors bytes."""
+        from transformers import AutoConfig, AutoModelForMaskedLM
+
+        config_dict = json.loads(config_json)
+        config = AutoConfig.for_model(config_dict.pop("model_type"), **config_dict)
+        head = cls(AutoModelForMaskedLM.from_config(config), tied=tied)
+        head.load_head_bytes(weights, source=source)
         return head
 
     def load_head_bytes(self, data: bytes, source: str = "head weights") -> None:

@@ -2,6 +2,9 @@
 
 One encoder pass serves every pipe: this component applies the checkpoint's MLM head
 to the hidden states the `transformer` component already stored in `doc._.trf_data`.
+During training (`nlp.update`, `spacy train`) it adds an MLM loss on masked copies of the
+training docs through the shared transformer, so head and encoder stay in step while the
+encoder is fine-tuned for other tasks.
 """
 
 from pathlib import Path
@@ -12,10 +15,13 @@ import srsly
 import torch
 from spacy import util
 from spacy.language import Language
-from spacy.pipeline import Pipe
+from spacy.pipeline import TrainablePipe
 from spacy.symbols import ORTH
 from spacy.tokens import Doc, Token
-from thinc.api import get_array_module, xp2torch
+from spacy.training import Example
+from spacy_transformers.data_classes import FullTransformerBatch
+from thinc.api import Model, Optimizer, PyTorchWrapper_v2, get_array_module, set_dropout_rate, torch2xp, xp2torch
+from transformers.file_utils import ModelOutput
 
 from ..errors import SpacyMlmError
 from ..heads import MaskedLMHead, load_mlm_head
@@ -29,6 +35,7 @@ DEFAULT_FILL_MASK_CONFIG = {
     "targets": None,
     "upstream": "transformer",
     "checkpoint": None,
+    "mlm_rate": 0.15,
 }
 
 
@@ -52,6 +59,7 @@ def make_fill_mask(
     targets: Optional[List[str]],
     upstream: str,
     checkpoint: Optional[str],
+    mlm_rate: float,
 ) -> "FillMask":
     """Predict `[MASK]` / `<mask>` tokens with the MLM head of the shared transformer's checkpoint.
 
@@ -59,11 +67,14 @@ def make_fill_mask(
     targets (Optional[List[str]]): restrict predictions to these words (scores are not renormalised).
     upstream (str): name of the spacy-transformers component to read.
     checkpoint (Optional[str]): HF checkpoint holding the MLM head; default: the transformer's `name`.
+    mlm_rate (float): share of tokens masked in the MLM loss during training; 0 turns it off.
     """
-    return FillMask(nlp, name, top_k=top_k, targets=targets, upstream=upstream, checkpoint=checkpoint)
+    return FillMask(
+        nlp, name, top_k=top_k, targets=targets, upstream=upstream, checkpoint=checkpoint, mlm_rate=mlm_rate
+    )
 
 
-class FillMask(Pipe):
+class FillMask(TrainablePipe):
     """Fill-mask predictions for every mask token, in doc order, from one encoder pass."""
 
     def __init__(
@@ -75,9 +86,12 @@ class FillMask(Pipe):
         targets: Optional[List[str]] = None,
         upstream: str = "transformer",
         checkpoint: Optional[str] = None,
+        mlm_rate: float = 0.15,
     ) -> None:
         if top_k < 1:
             raise SpacyMlmError(f"fill_mask top_k must be at least 1, got {top_k}.")
+        if not 0.0 <= mlm_rate < 1.0:
+            raise SpacyMlmError(f"fill_mask mlm_rate must be in [0, 1), got {mlm_rate}.")
         self.name = name
         self.nlp = nlp
         self.vocab = nlp.vocab
@@ -85,10 +99,13 @@ class FillMask(Pipe):
         self.targets = list(targets) if targets else None
         self.upstream = upstream
         self.checkpoint = checkpoint
+        self.mlm_rate = mlm_rate
         self.head: Optional[MaskedLMHead] = None
+        self.model: Model = PyTorchWrapper_v2(torch.nn.Identity())
         self.cfg: Dict[str, Any] = {"mask_token": None, "target_ids": None}
         self._tied = False
         self._token_str_cache: Dict[int, str] = {}
+        self._mask_seed = 0
         install_extensions()
 
     # -- setup ----------------------------------------------------------------
@@ -108,9 +125,13 @@ class FillMask(Pipe):
         if transformer.model.tokenizer is None:  # transformer not initialized yet
             transformer.model.initialize()
         source = checkpoint or self.checkpoint or transformer.model.attrs["name"]
-        self.head = load_mlm_head(source)
-        self._tied = False
+        self._set_head(load_mlm_head(source))
         self._setup_tokens(transformer.model.tokenizer, source)
+
+    def _set_head(self, head: MaskedLMHead) -> None:
+        self.head = head
+        self.model = PyTorchWrapper_v2(head)
+        self._tied = False
 
     def _setup_tokens(self, tokenizer, source: str) -> None:
         if tokenizer.mask_token is None:
@@ -262,6 +283,109 @@ class FillMask(Pipe):
     def _fill(doc: Doc, token, token_str: str) -> str:
         return doc.text[: token.idx] + token_str.strip() + doc.text[token.idx + len(token.text) :]
 
+    # -- training -------------------------------------------------------------
+    def update(
+        self,
+        examples: Iterable[Example],
+        *,
+        drop: float = 0.0,
+        sgd: Optional[Optimizer] = None,
+        losses: Optional[Dict[str, float]] = None,
+    ) -> Dict[str, float]:
+        """MLM loss on masked copies of the docs, backpropagated into the head and the shared
+        transformer. The transformer applies its gradients in its own finish_update."""
+        losses = {} if losses is None else losses
+        losses.setdefault(self.name, 0.0)
+        docs = [eg.predicted for eg in examples]
+        if self.mlm_rate == 0.0 or not any(len(doc) for doc in docs):
+            return losses
+        head = self._ensure_ready()
+        transformer = get_upstream_transformer(self.nlp, self.upstream, self.name)
+        masked_docs, labels_by_doc = self._mask_docs(docs)
+        if not any(labels_by_doc):
+            return losses
+        set_dropout_rate(transformer.model, drop)
+        trf_full, backprop = transformer.model.begin_update(masked_docs)
+        hidden = trf_full.model_output.last_hidden_state
+        positions, labels = self._mask_positions(trf_full, labels_by_doc)
+        if not positions:
+            return losses
+        leaf = hidden.detach().requires_grad_()
+        logits = head(leaf.reshape(-1, leaf.shape[-1])[torch.tensor(positions, device=leaf.device)])
+        loss = self.get_loss(examples, (logits, torch.tensor(labels, device=logits.device)))
+        loss.backward()
+        d_output = FullTransformerBatch(
+            spans=trf_full.spans, wordpieces=trf_full.wordpieces,
+            model_output=ModelOutput(last_hidden_state=leaf.grad), align=trf_full.align,
+        )
+        backprop(d_output)
+        if sgd is not None:
+            self.finish_update(sgd)
+            transformer.finish_update(sgd)
+        losses[self.name] += float(loss.item())
+        return losses
+
+    def get_loss(self, examples: Iterable[Example], scores) -> torch.Tensor:
+        """Cross-entropy of the head's logits against the masked tokens' first wordpieces."""
+        logits, labels = scores
+        return torch.nn.functional.cross_entropy(logits.float(), labels)
+
+    def finish_update(self, sgd: Optimizer) -> None:
+        """Step the head's own parameters. A decoder tied to the input embeddings is the
+        transformer's parameter: the transformer's finish_update steps it, not us."""
+        if self.head is None:
+            return
+        tied = self.head.decoder_weight if self.head.tied else None
+        for name, param in self.head.named_parameters():
+            if param.grad is None or param is tied:
+                continue
+            weights, _ = sgd((self.model.id, name), torch2xp(param.data), torch2xp(param.grad))
+            param.data = xp2torch(weights, device=param.device)
+            param.grad = None
+
+    def _mask_docs(self, docs: List[Doc]) -> Tuple[List[Doc], List[List[Tuple[int, int]]]]:
+        """Copies of the docs with ~mlm_rate of their tokens replaced by the mask token (whole
+        spaCy tokens, so every tokenizer masks whole words), and (token index, label id) pairs:
+        the label is the word's first wordpiece, what fill_mask predicts for one mask token."""
+        tokenizer = self.tokenizer
+        rng = numpy.random.default_rng(self._mask_seed)
+        self._mask_seed += 1
+        masked_docs, labels_by_doc = [], []
+        for doc in docs:
+            candidates = [t.i for t in doc if not t.is_space and t.text != self.mask_token]
+            n = min(len(candidates), max(1, round(self.mlm_rate * len(candidates)))) if candidates else 0
+            chosen = set(rng.choice(candidates, size=n, replace=False).tolist()) if n else set()
+            words = [self.mask_token if t.i in chosen else t.text for t in doc]
+            labels = []
+            for i in sorted(chosen):
+                prefix = " " if i > 0 and doc[i - 1].whitespace_ else ""
+                ids = tokenizer(prefix + doc[i].text, add_special_tokens=False)["input_ids"]
+                if ids:
+                    labels.append((i, int(ids[0])))
+            masked_docs.append(Doc(doc.vocab, words=words, spaces=[bool(t.whitespace_) for t in doc]))
+            labels_by_doc.append(labels)
+        return masked_docs, labels_by_doc
+
+    def _mask_positions(self, trf_full, labels_by_doc) -> Tuple[List[int], List[int]]:
+        """Flat wordpiece positions of the mask tokens in the batch output, with their labels.
+        A mask inside two overlapping windows is trained in both."""
+        seq_len = trf_full.wordpieces.input_ids.shape[1]
+        flat_ids = trf_full.wordpieces.input_ids.reshape(-1)
+        mask_id = self.tokenizer.mask_token_id
+        positions, labels = [], []
+        first_span = 0
+        for doc_spans, doc_data, doc_labels in zip(trf_full.spans, trf_full.doc_data, labels_by_doc):
+            offset = first_span * seq_len
+            first_span += len(doc_spans)
+            for token_i, label in doc_labels:
+                if token_i >= len(doc_data.align):
+                    continue
+                for local in doc_data.align[token_i].dataXd.ravel().tolist():
+                    if int(flat_ids[offset + local]) == mask_id:
+                        positions.append(offset + local)
+                        labels.append(label)
+        return positions, labels
+
     # -- serialization --------------------------------------------------------
     def to_disk(self, path: Union[str, Path], *, exclude: Iterable[str] = tuple()) -> None:
         serialize = {
@@ -272,11 +396,27 @@ class FillMask(Pipe):
 
     def from_disk(self, path: Union[str, Path], *, exclude: Iterable[str] = tuple()) -> "FillMask":
         def load_head(p: Path) -> None:
-            self.head = MaskedLMHead.from_disk(p)
-            self._tied = False
+            self._set_head(MaskedLMHead.from_disk(p))
 
         deserialize = {"cfg": lambda p: self.cfg.update(srsly.read_json(p)), "head": load_head}
         util.from_disk(path, deserialize, exclude)
+        self._add_special_case()
+        self._token_str_cache = {}
+        return self
+
+    def to_bytes(self, *, exclude: Iterable[str] = tuple()) -> bytes:
+        head = self._require_head()
+        return srsly.msgpack_dumps({
+            "cfg": self.cfg,
+            "config": head.config.to_json_string(),
+            "tied": head.tied,
+            "head": head.head_bytes(),
+        })
+
+    def from_bytes(self, bytes_data: bytes, *, exclude: Iterable[str] = tuple()) -> "FillMask":
+        msg = srsly.msgpack_loads(bytes_data)
+        self.cfg.update(msg["cfg"])
+        self._set_head(MaskedLMHead.from_parts(msg["config"], msg["tied"], msg["head"]))
         self._add_special_case()
         self._token_str_cache = {}
         return self
