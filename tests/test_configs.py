@@ -1,0 +1,57 @@
+"""configs/*.cfg train with `python -m spacy train` on a tiny checkpoint, and the result loads."""
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import spacy
+from spacy.tokens import DocBin
+
+from .test_ner_textcat import CAT_DATA, NER_DATA
+
+CONFIGS = Path(__file__).resolve().parent.parent / "configs"
+
+
+def write_data(nlp, path: Path, ner=True, cats=True) -> Path:
+    path.mkdir(parents=True, exist_ok=True)
+    if ner:
+        db = DocBin()
+        for text, ents in NER_DATA:
+            doc = nlp.make_doc(text)
+            doc.ents = [doc.char_span(s, e, label=lb) for s, e, lb in ents]
+            db.add(doc)
+        db.to_disk(path / "ner.spacy")
+    if cats:
+        db = DocBin()
+        for text, label in CAT_DATA:
+            doc = nlp.make_doc(text)
+            doc.cats = {"POS": float(label == "POS"), "NEG": float(label == "NEG")}
+            db.add(doc)
+        db.to_disk(path / "textcat.spacy")
+    return path
+
+
+@pytest.mark.parametrize("name", ["ner", "textcat", "full"])
+def test_config_trains_and_loads(name, bert_checkpoint, tmp_path):
+    nlp = spacy.blank("en")
+    data = write_data(nlp, tmp_path / "data", ner=name != "textcat", cats=name != "ner")
+    out = tmp_path / "out"
+    cmd = [
+        sys.executable, "-m", "spacy", "train", str(CONFIGS / f"{name}.cfg"), "--output", str(out),
+        "--paths.train", str(data), "--paths.dev", str(data), "--paths.base_model", str(bert_checkpoint),
+        "--training.max_steps", "4", "--training.eval_frequency", "2",
+    ]
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=600,
+                          env={"HF_HUB_OFFLINE": "1", "PATH": "/usr/bin:/bin"})
+    assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-3000:]
+    trained = spacy.load(out / "model-last")
+    doc = trained("paris is a [MASK] city in france")
+    if name != "textcat":
+        assert isinstance(doc.ents, tuple)
+    if name != "ner":
+        assert set(doc.cats) == {"POS", "NEG"} and sum(doc.cats.values()) == pytest.approx(1.0, abs=1e-5)
+    if name == "full":
+        assert trained.pipe_names == ["transformer", "fill_mask", "ner", "textcat", "similarity"]
+        assert len(doc._.fill_mask) == 1 and len(doc._.fill_mask[0]) == 5
+        assert doc.has_vector and -1.0 <= doc.similarity(trained("a city")) <= 1.0 + 1e-6
