@@ -44,6 +44,7 @@ setup(
             "trf_textcat = spacy_mlm.pipes.textcat:make_trf_textcat",
             "trf_textcat_multilabel = spacy_mlm.pipes.textcat:make_trf_textcat_multilabel",
         ],
+        "spacy_cli": ["mlm = spacy_mlm.spacy_cli"],
         "console_scripts": ["spacy-mlm = spacy_mlm.cli:main"],
     },
     classifiers=[

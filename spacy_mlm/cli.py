@@ -141,9 +141,19 @@ def score_command(model: str, corpus, batch_size: int, max_docs: Optional[int], 
     click.echo(f"pseudo_perplexity: {result['pseudo_perplexity']:.6f}")
 
 
-def main() -> None:
+def _register_commands() -> None:
+    # Commands that live beside the code they drive.
+    from .convert import convert_command
+
+    cli.add_command(convert_command)
+
+
+_register_commands()
+
+
+def main(args: Optional[list] = None, prog_name: Optional[str] = None) -> None:
     try:
-        cli(standalone_mode=True)
+        cli.main(args=args, prog_name=prog_name, standalone_mode=True)
     except SpacyMlmError as e:
         click.echo(f"Error: {e}", err=True)
         sys.exit(1)
