@@ -1,8 +1,9 @@
 """spaCy components that read the shared `transformer` component's output."""
 
+from ._fork import register_fork_handler
 from .fill_mask import FillMask, make_fill_mask
 from .ner import TrfEntityRecognizer, make_trf_ner
-from .similarity import TrfSimilarity, make_trf_similarity
+from .similarity import TrfSimilarity, make_trf_similarity, restore_vector_hooks
 from .textcat import (
     TrfMultiLabelTextCategorizer,
     TrfTextCategorizer,
@@ -21,4 +22,7 @@ __all__ = [
     "make_trf_similarity",
     "make_trf_textcat",
     "make_trf_textcat_multilabel",
+    "restore_vector_hooks",
 ]
+
+register_fork_handler()

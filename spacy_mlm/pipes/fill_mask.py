@@ -259,6 +259,7 @@ class FillMask(TrainablePipe):
     def set_annotations(self, docs: Sequence[Doc], predictions: List[List[MaskPrediction]]) -> None:
         for doc, doc_predictions in zip(docs, predictions):
             entries = []
+            text = doc.text if doc_predictions else ""  # doc.text joins every token: build it once
             for token_i, ids, scores in doc_predictions:
                 token = doc[token_i]
                 entry = [
@@ -266,7 +267,7 @@ class FillMask(TrainablePipe):
                         "score": float(score),
                         "token": int(id_),
                         "token_str": self._token_str(int(id_)),
-                        "sequence": self._fill(doc, token, self._token_str(int(id_))),
+                        "sequence": self._fill(text, token, self._token_str(int(id_))),
                     }
                     for id_, score in zip(ids.tolist(), scores.tolist())
                 ]
@@ -280,8 +281,8 @@ class FillMask(TrainablePipe):
         return self._token_str_cache[id_]
 
     @staticmethod
-    def _fill(doc: Doc, token, token_str: str) -> str:
-        return doc.text[: token.idx] + token_str.strip() + doc.text[token.idx + len(token.text) :]
+    def _fill(text: str, token, token_str: str) -> str:
+        return text[: token.idx] + token_str.strip() + text[token.idx + len(token.text) :]
 
     # -- training -------------------------------------------------------------
     def update(

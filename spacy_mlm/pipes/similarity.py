@@ -5,7 +5,7 @@ spaCy's user hooks, so `doc.vector`, `span.vector`, `token.vector`, `has_vector`
 `.similarity()` work as users expect.
 """
 
-from functools import partial
+from functools import partial, wraps
 from pathlib import Path
 from typing import Iterable, List, Optional, Sequence, Tuple, Union
 
@@ -26,9 +26,10 @@ DocVectors = Tuple[numpy.ndarray, numpy.ndarray, numpy.ndarray]
 
 
 def install_extensions() -> None:
-    for name in ("trf_vector", "trf_token_has_vector"):
+    for name in ("trf_vector", "trf_token_has_vector", "trf_vector_config"):
         if not Doc.has_extension(name):
             Doc.set_extension(name, default=None)
+    _reinstall_hooks_after_multiprocessing()
 
 
 @Language.factory(
@@ -128,16 +129,8 @@ class TrfSimilarity(Pipe):
             doc.tensor = token_vectors
             doc._.trf_vector = _l2(doc_vector) if self.normalize else doc_vector
             doc._.trf_token_has_vector = has_vector
-            norm = self.normalize
-            doc.user_hooks["vector"] = _doc_vector
-            doc.user_hooks["has_vector"] = _doc_has_vector
-            doc.user_hooks["similarity"] = _similarity
-            doc.user_span_hooks["vector"] = partial(_span_vector, pooling=self.pooling, normalize=norm)
-            doc.user_span_hooks["has_vector"] = _span_has_vector
-            doc.user_span_hooks["similarity"] = _similarity
-            doc.user_token_hooks["vector"] = partial(_token_vector, normalize=norm)
-            doc.user_token_hooks["has_vector"] = _token_has_vector
-            doc.user_token_hooks["similarity"] = _similarity
+            doc._.trf_vector_config = {"pooling": self.pooling, "normalize": self.normalize}
+            restore_vector_hooks(doc)
 
     def to_disk(self, path: Union[str, Path], *, exclude: Iterable[str] = tuple()) -> None:
         util.to_disk(path, {"cfg": lambda p: srsly.write_json(p, self.cfg)}, exclude)
@@ -161,6 +154,46 @@ def _to_numpy(array) -> numpy.ndarray:
 def _l2(vector: numpy.ndarray) -> numpy.ndarray:
     norm = float(numpy.linalg.norm(vector))
     return vector / norm if norm > 0 else vector
+
+
+def restore_vector_hooks(doc: Doc) -> Doc:
+    """(Re)install the vector and similarity hooks from what trf_similarity stored in `doc._`.
+
+    Doc.to_bytes / DocBin keep `doc.tensor` and the `doc._` values but drop `doc.user_hooks`
+    (spaCy warning W109), so a deserialized doc's `.vector` would silently become the mean of
+    doc.tensor. `nlp.pipe(..., n_process=N)` calls this for you; call it yourself on docs
+    restored with Doc.from_bytes or DocBin. Docs trf_similarity never saw are left alone.
+    """
+    cfg = doc._.get("trf_vector_config") if doc.has_extension("trf_vector_config") else None
+    if cfg is None or doc._.trf_vector is None or doc._.trf_token_has_vector is None:
+        return doc
+    norm = bool(cfg.get("normalize", True))
+    doc.user_hooks["vector"] = _doc_vector
+    doc.user_hooks["has_vector"] = _doc_has_vector
+    doc.user_hooks["similarity"] = _similarity
+    doc.user_span_hooks["vector"] = partial(_span_vector, pooling=cfg.get("pooling", "mean"), normalize=norm)
+    doc.user_span_hooks["has_vector"] = _span_has_vector
+    doc.user_span_hooks["similarity"] = _similarity
+    doc.user_token_hooks["vector"] = partial(_token_vector, normalize=norm)
+    doc.user_token_hooks["has_vector"] = _token_has_vector
+    doc.user_token_hooks["similarity"] = _similarity
+    return doc
+
+
+def _reinstall_hooks_after_multiprocessing() -> None:
+    """Wrap Language._multiprocessing_pipe (once) so docs coming back from worker processes
+    get their hooks again. A no-op for docs without trf_similarity output."""
+    original = Language._multiprocessing_pipe
+    if getattr(original, "_spacy_mlm_restores_hooks", False):
+        return
+
+    @wraps(original)
+    def _multiprocessing_pipe(self, *args, **kwargs):
+        for doc in original(self, *args, **kwargs):
+            yield restore_vector_hooks(doc)
+
+    _multiprocessing_pipe._spacy_mlm_restores_hooks = True  # type: ignore[attr-defined]
+    Language._multiprocessing_pipe = _multiprocessing_pipe  # type: ignore[method-assign]
 
 
 # User hooks are module-level functions (picklable) reading what set_annotations stored.

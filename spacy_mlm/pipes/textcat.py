@@ -4,6 +4,7 @@ from typing import Callable, Iterable, List, Optional
 
 from spacy.language import Language
 from spacy.pipeline import MultiLabel_TextCategorizer, TextCategorizer
+from spacy.tokens import Doc
 from spacy.training import Example
 from thinc.api import Model
 
@@ -74,6 +75,18 @@ def _gold_labels(examples: Iterable[Example]) -> List[str]:
 
 
 class TrfTextCategorizer(TextCategorizer):
+    def predict(self, docs: Iterable[Doc]):
+        """As TextCategorizer.predict, but a batch of only empty docs gets the scores an empty
+        doc gets inside a mixed batch (the output layer on the mean of no tokens, zeros), not
+        all-zero scores: the cats of a doc sum to 1 and do not depend on its batch."""
+        docs = list(docs)
+        if docs and not any(len(doc) for doc in docs) and self.model.has_ref("output_layer"):
+            output_layer = self.model.get_ref("output_layer")
+            if output_layer.has_dim("nI") and output_layer.get_dim("nI"):
+                zeros = output_layer.ops.alloc2f(len(docs), output_layer.get_dim("nI"))
+                return output_layer.ops.asarray(output_layer.predict(zeros))
+        return super().predict(docs)
+
     def initialize(self, get_examples: Callable, *, nlp: Optional[Language] = None, labels=None, positive_label=None):
         check_transformer_before(self, nlp)
         return super().initialize(get_examples, nlp=nlp, labels=labels, positive_label=positive_label)
