@@ -130,7 +130,9 @@ class MaskedLMHead(torch.nn.Module):
         missing = [k for k in missing if not k.startswith(self.prefix + ".") and k not in expected_missing]
         if missing or unexpected:
             raise SpacyMlmError(
-                f"{source} does not match the head config: missing {missing}, unexpected {unexpected}."
+                f"{source} does not match the head config: missing {missing}, unexpected {unexpected}. "
+                "The weights and config.json come from different models or were edited: save the pipeline "
+                "again with nlp.to_disk()."
             )
 
     def _aliases(self) -> List[str]:
@@ -171,7 +173,10 @@ def load_mlm_head(checkpoint: Union[str, Path], *, require_trained: bool = True)
     try:
         model, info = AutoModelForMaskedLM.from_pretrained(name, output_loading_info=True)
     except (OSError, ValueError) as e:
-        raise SpacyMlmError(f"Could not load an MLM checkpoint from {name!r}: {e}") from None
+        raise SpacyMlmError(
+            f"Could not load an MLM checkpoint from {name!r}: {e}. Check the path or hub name, and that its "
+            "config.json names an architecture with a masked-LM class (BERT, RoBERTa, DistilBERT, ModernBERT, ...)."
+        ) from None
     head_missing = [k for k in info["missing_keys"] if not k.startswith(model.base_model_prefix + ".")]
     if head_missing and require_trained:
         raise SpacyMlmError(

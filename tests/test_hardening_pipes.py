@@ -30,6 +30,7 @@ from spacy_mlm.pipes import restore_vector_hooks
 from .test_ner_textcat import cat_examples, ner_examples, train
 
 CASES: Counter = Counter()
+SEEN = {"max_chars": 0, "masks": 0}  # longest text and mask tokens through the property tests
 PIPES = ("fill_mask", "trf_ner", "trf_textcat", "trf_similarity")
 WIDTH = 128  # hidden size of the tiny checkpoints
 TOP_K = 5
@@ -72,7 +73,7 @@ def nlp(bert_checkpoint, request):
     yield pipeline
     capture = request.config.pluginmanager.getplugin("capturemanager")
     with capture.global_and_fixture_disabled():
-        print(f"\nhardening cases run: {dict(CASES)} (total {sum(CASES.values())})")
+        print(f"\nhardening cases run: {dict(CASES)} (total {sum(CASES.values())}); {SEEN}")
 
 
 @pytest.fixture(scope="module")
@@ -111,6 +112,8 @@ def check_doc(nlp, doc, n_free_masks: int = 0) -> None:
     fill_mask = nlp.get_pipe("fill_mask")
     mask_token, vocab_size = fill_mask.mask_token, fill_mask.head.config.vocab_size
     text = doc.text
+    SEEN["max_chars"] = max(SEEN["max_chars"], len(text))
+    SEEN["masks"] += len(doc._.fill_mask or [])
     # fill_mask: exactly one entry per mask token, in doc order, each a well-formed top-k list.
     mask_tokens = [t for t in doc if t.text == mask_token]
     assert len(mask_tokens) >= n_free_masks
@@ -153,7 +156,7 @@ def check_doc(nlp, doc, n_free_masks: int = 0) -> None:
 
 
 # -- 1. property-based: arbitrary Unicode, any number/position of masks, 0..~4k chars ----------
-@settings(max_examples=60, deadline=None, suppress_health_check=list(HealthCheck))
+@settings(max_examples=200, deadline=None, suppress_health_check=list(HealthCheck))
 @given(data=st.data())
 @example(data=None)  # hypothesis's explicit cases below: empty and whitespace-only docs
 def test_any_text_single_doc(nlp, mask, data):
@@ -168,7 +171,7 @@ def test_any_text_single_doc(nlp, mask, data):
         CASES["single doc"] += 1
 
 
-@settings(max_examples=25, deadline=None, suppress_health_check=list(HealthCheck))
+@settings(max_examples=50, deadline=None, suppress_health_check=list(HealthCheck))
 @given(data=st.data())
 def test_any_texts_batched_match_single(nlp, mask, data):
     """A batch mixing empty, huge and masked docs gives every doc the output it gets alone."""
@@ -451,3 +454,32 @@ def test_error_trf_textcat_multilabel_data_message_names_doc(bert_checkpoint):
     examples = [Example.from_dict(nlp.make_doc("a b"), {"cats": {"POS": 1.0, "OLD": 1.0}})]
     with pytest.raises(SpacyMlmError, match=r"the doc 'a b' has 2: \['POS', 'OLD'\]"):
         nlp.initialize(lambda: examples)
+
+
+def test_error_tokenizer_without_mask_token(bert_checkpoint, tmp_path):
+    import shutil
+
+    checkpoint = tmp_path / "no_mask"
+    shutil.copytree(bert_checkpoint, checkpoint)
+    for name in ("tokenizer_config.json", "special_tokens_map.json"):
+        path = checkpoint / name
+        if path.exists():
+            cfg = json.loads(path.read_text(encoding="utf8"))
+            cfg["mask_token"] = None
+            path.write_text(json.dumps(cfg), encoding="utf8")
+    nlp = spacy.blank("en")
+    nlp.add_pipe("transformer", config={"model": {"name": str(checkpoint)}})
+    nlp.add_pipe("fill_mask")
+    with pytest.raises(SpacyMlmError, match="no_mask.* has no mask token"):
+        nlp.initialize()
+
+
+def test_error_checkpoint_not_loadable(bert_checkpoint, tmp_path):
+    bad = tmp_path / "bad"
+    bad.mkdir()
+    (bad / "config.json").write_text("{}", encoding="utf8")
+    nlp = spacy.blank("en")
+    nlp.add_pipe("transformer", config={"model": {"name": str(bert_checkpoint)}})
+    nlp.add_pipe("fill_mask", config={"checkpoint": str(bad)})
+    with pytest.raises(SpacyMlmError, match="Could not load an MLM checkpoint from .*bad.*Check the path"):
+        nlp.initialize()

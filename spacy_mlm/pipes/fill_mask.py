@@ -89,9 +89,12 @@ class FillMask(TrainablePipe):
         mlm_rate: float = 0.15,
     ) -> None:
         if top_k < 1:
-            raise SpacyMlmError(f"fill_mask top_k must be at least 1, got {top_k}.")
+            raise SpacyMlmError(f"fill_mask top_k must be at least 1, got {top_k}: set [components.{name}] top_k = 5.")
         if not 0.0 <= mlm_rate < 1.0:
-            raise SpacyMlmError(f"fill_mask mlm_rate must be in [0, 1), got {mlm_rate}.")
+            raise SpacyMlmError(
+                f"fill_mask mlm_rate must be in [0, 1), got {mlm_rate}: set [components.{name}] mlm_rate "
+                "(0.15 is BERT's rate; 0 turns the MLM loss off)."
+            )
         self.name = name
         self.nlp = nlp
         self.vocab = nlp.vocab
@@ -164,7 +167,10 @@ class FillMask(TrainablePipe):
             ids.append(int(id_))
         ids = list(set(ids))  # same order as HF, so ties break the same way
         if not ids:
-            raise SpacyMlmError(f"None of the fill_mask targets {self.targets} maps to a vocabulary entry.")
+            raise SpacyMlmError(
+                f"None of the fill_mask targets {self.targets} maps to a vocabulary entry: set "
+                f"[components.{self.name}] targets to words the tokenizer knows, or to null for the whole vocabulary."
+            )
         return ids
 
     def _add_special_case(self) -> None:
