@@ -1,0 +1,46 @@
+"""Write the base MLM checkpoint the workflow pretrains from, at OUTPUT_DIR.
+
+    python scripts/prepare_base.py BASE_MODEL OUTPUT_DIR --corpus FILE... [--vocab-size N] [--arch A] [--size S]
+
+BASE_MODEL "scratch": train a tokenizer on the corpus and initialise a random model.
+Anything else (a local checkpoint or a hub name): save it locally with an MLM head; a
+checkpoint without one gets a fresh head tied to its embeddings (pretraining trains it).
+"""
+
+import argparse
+import warnings
+from pathlib import Path
+
+from spacy_mlm.pretrain.init_model import init_model
+from spacy_mlm.pretrain.tokenizer import iter_corpus_lines, train_tokenizer
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("base_model")
+    parser.add_argument("output_dir", type=Path)
+    parser.add_argument("--corpus", nargs="+", required=True)
+    parser.add_argument("--vocab-size", type=int, default=2000)
+    parser.add_argument("--arch", default="bert")
+    parser.add_argument("--size", default="mini")
+    parser.add_argument("--max-length", type=int, default=256)
+    args = parser.parse_args()
+    if args.base_model == "scratch":
+        tok_dir = args.output_dir.parent / (args.output_dir.name + "_tokenizer")
+        kind = "bpe" if args.arch == "roberta" else "wordpiece"
+        train_tokenizer(iter_corpus_lines(args.corpus), tok_dir, vocab_size=args.vocab_size, kind=kind)
+        init_model(args.output_dir, tok_dir, arch=args.arch, size=args.size, max_length=args.max_length)
+        print(f"Random {args.arch}/{args.size} model with a {args.vocab_size}-entry {kind} tokenizer: {args.output_dir}")
+        return
+    from transformers import AutoModelForMaskedLM, AutoTokenizer
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        model = AutoModelForMaskedLM.from_pretrained(args.base_model)
+    model.save_pretrained(str(args.output_dir))
+    AutoTokenizer.from_pretrained(args.base_model).save_pretrained(str(args.output_dir))
+    print(f"Base checkpoint {args.base_model} saved to {args.output_dir}")
+
+
+if __name__ == "__main__":
+    main()
