@@ -11,7 +11,7 @@ import numpy
 import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "bench"))
-from common import data_dir, minilm_checkpoint, read_sts  # noqa: E402
+from common import data_dir, minilm_checkpoint, read_sts
 
 CHECKPOINT = minilm_checkpoint()
 STS_DEV = data_dir() / "sts" / "stsbenchmark" / "sts-dev.csv"
