@@ -31,6 +31,8 @@ setup(
         "safetensors>=0.4",
         "tqdm>=4.60",
         "srsly>=2.4",
+        # `spacy package --build wheel` (the project's package step) needs it.
+        "build>=1.0",
     ],
     extras_require={
         "test": ["pytest>=7", "hypothesis>=6", "ruff", "scipy"],
