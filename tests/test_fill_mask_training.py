@@ -65,7 +65,7 @@ def test_fill_mask_learns_during_nlp_update(bert_checkpoint):
         losses = {}
         nlp.update(examples, sgd=optimizer, losses=losses)
         history.append(losses["fill_mask"])
-    assert sum(history[-5:]) < sum(history[:5]) / 2
+    assert sum(history[-5:]) < 0.7 * sum(history[:5])
     after = nlp("[MASK] is a city in france")._.fill_mask[0]
     paris = nlp.get_pipe("fill_mask").tokenizer.convert_tokens_to_ids("paris")
     score = {p["token"]: p["score"] for p in after}
