@@ -36,6 +36,7 @@ setup(
     ],
     extras_require={
         "test": ["pytest>=7", "hypothesis>=6", "ruff", "scipy"],
+        "bench": ["accelerate>=0.26", "scipy"],
         "gpu": ["cupy-cuda12x>=12"],
     },
     entry_points={

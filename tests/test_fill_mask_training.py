@@ -69,7 +69,11 @@ def test_fill_mask_learns_during_nlp_update(bert_checkpoint):
     after = nlp("[MASK] is a city in france")._.fill_mask[0]
     paris = nlp.get_pipe("fill_mask").tokenizer.convert_tokens_to_ids("paris")
     score = {p["token"]: p["score"] for p in after}
-    assert after[0]["token"] == paris and score[paris] > {p["token"]: p["score"] for p in before}.get(paris, 0.0)
+    # "paris" is masked in only some steps and "london"/"rome" fit the slot too: require it in
+    # the top 5 with at least twice its probability before, not necessarily first.
+    # Outside the top 5 before, its probability was at most the 5th score.
+    before_paris = {p["token"]: p["score"] for p in before}.get(paris, before[-1]["score"])
+    assert paris in score and score[paris] > 2 * before_paris
 
 
 def test_mlm_rate_zero_is_inference_only(bert_checkpoint):
