@@ -271,6 +271,7 @@ def main(argv: Optional[Sequence[str]] = None) -> Dict[str, Any]:
             results[f"{task}/{system}"] = result
             print(f"   {json.dumps(result)}", file=sys.stderr)
     if args.out:
+        args.out.parent.mkdir(parents=True, exist_ok=True)
         with args.out.open("a", encoding="utf8") as f:
             f.write(json.dumps(results) + "\n")
     print(json.dumps(results, indent=2))
