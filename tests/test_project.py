@@ -1,0 +1,76 @@
+"""project/project.yml: valid for weasel, workflows made of defined commands, every file a
+command runs or depends on inside the repository exists, and the helper scripts work."""
+
+import json
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+PROJECT = Path(__file__).resolve().parent.parent / "project"
+
+
+@pytest.fixture(scope="module")
+def project():
+    from weasel.util import load_project_config
+
+    # Validates against weasel's schema (SystemExit on errors) and substitutes ${vars.*}.
+    return load_project_config(PROJECT)
+
+
+def test_workflows_use_defined_commands(project):
+    names = {c["name"] for c in project["commands"]}
+    assert {"all", "real", "ablation"} <= set(project["workflows"])
+    for workflow, steps in project["workflows"].items():
+        assert set(steps) <= names, f"{workflow}: undefined steps {set(steps) - names}"
+    assert not re.search(r"\$\{vars\.", json.dumps(project["commands"])), "unresolved ${vars.*}"
+
+
+def test_repository_files_referenced_exist(project):
+    """Scripts, configs and assets (not outputs or shared data) must exist in the repo."""
+    outputs = {o for c in project["commands"] for o in c.get("outputs", [])}
+    for command in project["commands"]:
+        words = [w for line in command["script"] for w in line.split()] + command.get("deps", [])
+        for word in words:
+            if word.startswith(("scripts/", "assets/", "../configs/", "../bench/")) and word not in outputs:
+                assert (PROJECT / word).exists(), f"{command['name']}: {word} does not exist"
+
+
+def test_project_document_renders():
+    out = subprocess.run(
+        [sys.executable, "-m", "spacy", "project", "document", str(PROJECT)], capture_output=True, text=True, check=True
+    ).stdout
+    for name in ("ablation-finetune", "real-pretrain", "package"):
+        assert name in out
+
+
+def test_raw_text_drops_labels(tmp_path):
+    textcat = tmp_path / "sents.train"
+    textcat.write_text("1 a fine film .\n0 a dull one .\n", encoding="utf8")
+    text = tmp_path / "wiki.txt"
+    text.write_text(" = Title = \n\n Some text .\n", encoding="utf8")
+    subprocess.run(
+        [sys.executable, str(PROJECT / "scripts" / "raw_text.py"), str(tmp_path / "out"),
+         "--text", str(text), "--textcat", str(textcat)], check=True, capture_output=True,
+    )
+    assert (tmp_path / "out" / "sents.train.txt").read_text(encoding="utf8") == "a fine film .\na dull one .\n"
+    assert (tmp_path / "out" / "wiki.txt.txt").read_text(encoding="utf8").splitlines() == [" = Title = ", " Some text ."]
+
+
+def test_ablation_report_table(tmp_path):
+    runs = tmp_path / "runs.jsonl"
+    args = {"epochs": 3, "lr": 1e-4, "batch_size": 16}
+    lines = [
+        {"tag": "random-init", "args": args, "ner/spacy": {"ents_f": 0.1}, "textcat/spacy": {"accuracy": 0.6}},
+        {"tag": "pretrained", "args": args, "ner/spacy": {"ents_f": 0.2}, "textcat/spacy": {"accuracy": 0.7}},
+        {"tag": "pretrained", "args": args, "ner/spacy": {"ents_f": 0.25}, "textcat/spacy": {"accuracy": 0.75}},
+    ]
+    runs.write_text("".join(json.dumps(x) + "\n" for x in lines), encoding="utf8")
+    subprocess.run(
+        [sys.executable, str(PROJECT / "scripts" / "ablation_report.py"), str(runs), "--out", str(tmp_path / "t.md")],
+        check=True, capture_output=True,
+    )
+    table = (tmp_path / "t.md").read_text(encoding="utf8").splitlines()
+    assert table[2:] == ["| random-init | 0.100 | 0.600 | 3 / 0.0001 / 16 |", "| pretrained | 0.250 | 0.750 | 3 / 0.0001 / 16 |"]
