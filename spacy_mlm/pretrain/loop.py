@@ -5,13 +5,21 @@ process), mask it with the seeded masking generator, keep this process's rows, r
 encoder and the MLM head on the masked positions only, sum the loss over gradient
 accumulation micro-batches normalised by the global number of masked tokens (so N
 processes compute exactly the gradient of one process on the whole batch), clip, step.
+
+Crash safety: every file and directory the loop writes (run.json, metrics.jsonl rewrites,
+checkpoints, final/) is written under a temporary name and renamed into place, so a SIGKILL,
+a full disk or a read-only directory leaves the previous complete checkpoint, and --resume
+starts from the newest complete one. Test seam: SPACY_MLM_TEST_CHECKPOINT_PAUSE=<seconds>
+sleeps between the files of a checkpoint, so tests can land kills inside a checkpoint write.
 """
 
 import json
 import math
 import os
 import shutil
+import struct
 import time
+import warnings
 from contextlib import nullcontext
 from pathlib import Path
 from typing import Any, Callable, Dict, List, Optional, Union
@@ -22,6 +30,15 @@ from safetensors.torch import load_file, save_file
 from safetensors.torch import load_model as load_model_weights
 
 from ..errors import SpacyMlmError
+from ..util import (
+    OLD_PREFIX,
+    TMP_PREFIX,
+    _remove,
+    atomic_write_text,
+    disk_writes,
+    restore_replaced,
+    write_dir_atomically,
+)
 from .config import load_config, resolve
 from .corpus import holdout
 from .masking import IGNORE_INDEX
@@ -30,6 +47,10 @@ from .packing import Packer, collate
 
 CHECKPOINTS = "checkpoints"
 RUN_FILE = "run.json"
+# What load_checkpoint reads: a step_* directory without all of them is not resumable.
+CHECKPOINT_FILES = ("config.json", "model.safetensors", "optimizer.safetensors", "rng.safetensors",
+                    "trainer_state.json")
+PAUSE_ENV = "SPACY_MLM_TEST_CHECKPOINT_PAUSE"
 # Keys that may change between a run and its --resume.
 RESUMABLE_CHANGES = ("training.max_steps", "training.eval_frequency", "training.checkpoint_frequency",
                      "training.keep_checkpoints", "logging.", "system.gpu_id", "system.threads")
@@ -129,12 +150,16 @@ def train(cfg, out: Path, *, resume: bool = False, force: bool = False, on_step=
 
     # ---- resume: weights, optimizer, scheduler, RNG and data position
     state = {"step": 0, "sequences": 0, "tokens": 0}
-    last_checkpoint = latest_checkpoint(out) if resume else None
+    last_checkpoint = latest_checkpoint(out, warn=main) if resume else None
     if last_checkpoint is not None:
         state = load_checkpoint(last_checkpoint, model, optimizer, scheduler, scaler, mask_gen)
-        if main:
-            truncate_metrics(out / cfg["logging"]["metrics_file"], state["step"])
-            print(f"Resuming from {last_checkpoint} (step {state['step']})")
+    if resume and main:
+        # Also without a checkpoint: the killed run's log lines would otherwise be doubled.
+        truncate_metrics(out / cfg["logging"]["metrics_file"], state["step"])
+        if last_checkpoint is not None:
+            print(f"Resuming from {last_checkpoint} (step {state['step']})", flush=True)
+        else:
+            print(f"No complete checkpoint in {out / CHECKPOINTS}: starting from step 0", flush=True)
 
     net: torch.nn.Module = SparseMLM(model)
     if T["compile"]:
@@ -218,7 +243,9 @@ def train(cfg, out: Path, *, resume: bool = False, force: bool = False, on_step=
     # ---- final: a plain HF checkpoint with its tokenizer
     final = out / "final"
     if main:
-        write_atomically(final, lambda tmp: (model.save_pretrained(str(tmp)), tokenizer.save_pretrained(str(tmp))))
+        with disk_writes("the final model", final, lambda: resume_hint(out)):
+            write_dir_atomically(final, lambda tmp: (model.save_pretrained(str(tmp)),
+                                                     tokenizer.save_pretrained(str(tmp))))
     barrier(world)
     if world > 1:
         torch.distributed.destroy_process_group()
@@ -304,17 +331,26 @@ def evaluate(model, batches, device, autocast) -> Dict[str, float]:
 
 
 def append_jsonl(path: Path, record: Dict[str, Any]) -> None:
-    with path.open("a", encoding="utf8") as f:
-        f.write(json.dumps(record) + "\n")
+    with disk_writes("the metrics log", path, lambda: resume_hint(path.parent)):
+        with path.open("a", encoding="utf8") as f:
+            f.write(json.dumps(record) + "\n")
 
 
 def truncate_metrics(path: Path, step: int) -> None:
-    """Drop the log lines a killed run wrote after its last checkpoint."""
+    """Drop the log lines a killed run wrote after its last checkpoint, and a line it was
+    killed in the middle of writing."""
     if not path.exists():
         return
-    lines = [line for line in path.read_text(encoding="utf8").splitlines() if line.strip()]
-    kept = [line for line in lines if json.loads(line).get("step", 0) <= step]
-    path.write_text("".join(line + "\n" for line in kept), encoding="utf8")
+    kept = []
+    for line in path.read_text(encoding="utf8", errors="replace").splitlines():
+        try:
+            record = json.loads(line)
+        except ValueError:
+            continue  # torn by a kill mid-write
+        if isinstance(record, dict) and record.get("step", 0) <= step:
+            kept.append(line)
+    with disk_writes("the metrics log", path, lambda: resume_hint(path.parent)):
+        atomic_write_text(path, "".join(line + "\n" for line in kept))
 
 
 # ---------------------------------------------------------------------------- output dir + checkpoints
@@ -340,60 +376,134 @@ def prepare_output_dir(out: Path, cfg, *, resume: bool, force: bool) -> None:
     config_text = cfg.to_str()
     if out.exists() and any(out.iterdir()):
         if force:
-            for name in (CHECKPOINTS, "final", RUN_FILE, cfg["logging"]["metrics_file"]):
-                target = out / name
-                if target.is_dir():
-                    shutil.rmtree(target)
-                elif target.exists():
-                    target.unlink()
+            with disk_writes("the output directory (--force deletes the previous run)", out):
+                for name in (CHECKPOINTS, "final", RUN_FILE, cfg["logging"]["metrics_file"]):
+                    target = out / name
+                    if target.is_dir():
+                        shutil.rmtree(target)
+                    elif target.exists():
+                        target.unlink()
         elif resume:
-            if run_file.exists():
-                previous = json.loads(run_file.read_text(encoding="utf8"))["config"]
-                diff = _config_diff(previous, config_text)
-                if diff:
-                    raise SpacyMlmError(
-                        f"{out} holds a run with a different config ({', '.join(diff[:5])} changed): "
-                        "--resume needs the same config. Use --force to start over."
-                    )
+            previous = _previous_config(out)
+            diff = _config_diff(previous, config_text) if previous is not None else []
+            if diff:
+                raise SpacyMlmError(
+                    f"{out} holds a run with a different config ({', '.join(diff[:5])} changed): "
+                    "--resume needs the same config. Use --force to start over."
+                )
         else:
             what = "a different run" if run_file.exists() else "files"
             raise SpacyMlmError(
                 f"Output directory {out} already holds {what}. Pass --resume to continue it or --force to "
                 "start over (deletes its checkpoints, final model and metrics)."
             )
-    out.mkdir(parents=True, exist_ok=True)
-    run_file.write_text(json.dumps({"config": config_text}, indent=2), encoding="utf8")
+    with disk_writes("the run file", run_file, lambda: resume_hint(out)):
+        out.mkdir(parents=True, exist_ok=True)
+        if resume:
+            clean_killed_writes(out)
+        atomic_write_text(run_file, json.dumps({"config": config_text}, indent=2))
 
 
-def write_atomically(target: Path, write: Callable[[Path], Any]) -> None:
-    """Write a directory under a temporary name, then rename: a kill leaves the old one or the new one."""
-    tmp = target.parent / f".tmp-{target.name}"
-    if tmp.exists():
-        shutil.rmtree(tmp)
-    tmp.mkdir(parents=True)
-    write(tmp)
-    old = target.parent / f".old-{target.name}"
-    if target.exists():
-        os.replace(target, old)
-    os.replace(tmp, target)
-    if old.exists():
-        shutil.rmtree(old)
+def _previous_config(out: Path) -> Optional[str]:
+    """The config of the run in out: run.json's, else (unreadable run.json) its last checkpoint's."""
+    try:
+        return json.loads((out / RUN_FILE).read_text(encoding="utf8"))["config"]
+    except (OSError, ValueError, KeyError, TypeError):
+        pass
+    ckpt = latest_checkpoint(out, warn=False)
+    if ckpt is None:
+        return None
+    return json.loads((ckpt / "trainer_state.json").read_text(encoding="utf8")).get("config")
 
 
-def latest_checkpoint(out: Path) -> Optional[Path]:
+def clean_killed_writes(out: Path) -> None:
+    """Remove what a run killed mid-write left: temporary checkpoint/final directories, a
+    checkpoint that was being deleted; put back a final/ that was being replaced."""
+    restore_replaced(out / "final")
+    for folder in (out, out / CHECKPOINTS):
+        for path in folder.iterdir() if folder.is_dir() else []:
+            if path.name.startswith((TMP_PREFIX, OLD_PREFIX)):
+                _remove(path)
+
+
+# Kept for callers of the old name.
+write_atomically = write_dir_atomically
+
+
+def checkpoint_problem(path: Path) -> Optional[str]:
+    """Why the checkpoint directory can't be resumed from (a missing or truncated file), or None."""
+    for name in CHECKPOINT_FILES:
+        if not (path / name).is_file():
+            return f"{name} is missing"
+    for name in CHECKPOINT_FILES:
+        if name.endswith(".safetensors"):
+            problem = _safetensors_problem(path / name)
+            if problem:
+                return f"{name} {problem}"
+    try:
+        json.loads((path / "trainer_state.json").read_text(encoding="utf8"))["state"]["step"]
+    except (OSError, ValueError, KeyError, TypeError):
+        return "trainer_state.json is not valid"
+    return None
+
+
+def _safetensors_problem(path: Path) -> Optional[str]:
+    """A cheap completeness check: the header parses and the file is as long as it says."""
+    try:
+        with path.open("rb") as f:
+            (n,) = struct.unpack("<Q", f.read(8))
+            header = json.loads(f.read(n))
+        end = max((v["data_offsets"][1] for k, v in header.items() if k != "__metadata__"), default=0)
+    except (OSError, ValueError, KeyError, TypeError, struct.error):
+        return "has no valid safetensors header"
+    if path.stat().st_size != 8 + n + end:
+        return f"is truncated ({path.stat().st_size} of {8 + n + end} bytes)"
+    return None
+
+
+def latest_checkpoint(out: Path, warn: bool = False) -> Optional[Path]:
+    """The newest complete checkpoint. Incomplete ones (copied in part, damaged) are skipped."""
     ckpts = sorted((out / CHECKPOINTS).glob("step_*")) if (out / CHECKPOINTS).is_dir() else []
-    return ckpts[-1] if ckpts else None
+    for path in reversed(ckpts):
+        problem = checkpoint_problem(path)
+        if problem is None:
+            return path
+        if warn:
+            warnings.warn(f"Skipping the incomplete checkpoint {path}: {problem}.", stacklevel=2)
+    return None
+
+
+def resume_hint(out: Path) -> str:
+    """What a failed write leaves behind, for the error message."""
+    ckpt = latest_checkpoint(out)
+    if ckpt is None:
+        return "No checkpoint has been written yet: rerun the command once the directory is writable."
+    size = sum(p.stat().st_size for p in ckpt.iterdir() if p.is_file())
+    return (f"Nothing was lost: the last complete checkpoint, {ckpt}, is intact (a checkpoint takes "
+            f"{size / 1e6:.1f} MB): rerun the same command with --resume.")
+
+
+def _pause() -> None:
+    """Test seam: with SPACY_MLM_TEST_CHECKPOINT_PAUSE set, sleep between checkpoint files."""
+    seconds = float(os.environ.get(PAUSE_ENV) or 0)
+    if seconds > 0:
+        time.sleep(seconds)
 
 
 def save_checkpoint(out, state, model, tokenizer, optimizer, scheduler, scaler, mask_gen, config_text, keep) -> Path:
-    """Model (safetensors), optimizer (tensors as safetensors + JSON), scheduler, RNG, data position."""
+    """Model (safetensors), optimizer (tensors as safetensors + JSON), scheduler, RNG, data position.
+    Written to checkpoints/.tmp-step_N and renamed to step_N when complete; older ones are
+    removed only after that."""
 
     def write(tmp: Path) -> None:
         model.save_pretrained(str(tmp))
+        _pause()
         tokenizer.save_pretrained(str(tmp))
+        _pause()
         opt = optimizer.state_dict()
         tensors = {f"{pid}.{k}": v.detach().cpu().contiguous() for pid, s in opt["state"].items() for k, v in s.items()}
         save_file(tensors, str(tmp / "optimizer.safetensors"))
+        _pause()
         trainer_state = {
             "state": state,
             "param_groups": opt["param_groups"],
@@ -402,16 +512,23 @@ def save_checkpoint(out, state, model, tokenizer, optimizer, scheduler, scaler, 
             "config": config_text,
         }
         (tmp / "trainer_state.json").write_text(json.dumps(trainer_state, indent=2), encoding="utf8")
+        _pause()
         rng = {"torch": torch.get_rng_state(), "masking": mask_gen.get_state()}
         if torch.cuda.is_available():
             rng["cuda"] = torch.cuda.get_rng_state()
         save_file(rng, str(tmp / "rng.safetensors"))
+        _pause()
 
     path = out / CHECKPOINTS / f"step_{state['step']:08d}"
-    path.parent.mkdir(parents=True, exist_ok=True)
-    write_atomically(path, write)
-    for old in sorted((out / CHECKPOINTS).glob("step_*"))[:-keep] if keep > 0 else []:
-        shutil.rmtree(old)
+    with disk_writes("the checkpoint", path, lambda: resume_hint(out)):
+        path.parent.mkdir(parents=True, exist_ok=True)
+        write_dir_atomically(path, write)
+        _pause()
+        for old in sorted((out / CHECKPOINTS).glob("step_*"))[:-keep] if keep > 0 else []:
+            # Renamed first, so a kill mid-delete leaves no partial step_* directory.
+            aside = old.parent / f"{OLD_PREFIX}{old.name}"
+            os.replace(old, aside)
+            shutil.rmtree(aside)
     return path
 
 
