@@ -18,6 +18,7 @@ from safetensors.torch import save as save_safetensors
 from transformers.modeling_outputs import BaseModelOutput
 
 from .errors import SpacyMlmError
+from .util import IN_PLACE_HINT, atomic_write_bytes, atomic_write_text, disk_writes
 
 HEAD_WEIGHTS = "head.safetensors"
 HEAD_CONFIG = "config.json"
@@ -86,10 +87,12 @@ class MaskedLMHead(torch.nn.Module):
 
     def to_disk(self, path: Union[str, Path]) -> None:
         path = Path(path)
-        path.mkdir(parents=True, exist_ok=True)
-        (path / HEAD_WEIGHTS).write_bytes(self.head_bytes())
-        (path / HEAD_CONFIG).write_text(self.config.to_json_string(), encoding="utf8")
-        (path / HEAD_META).write_text(json.dumps({"tied": self.tied}), encoding="utf8")
+        # Each file replaced atomically: a failed save never leaves a truncated head file.
+        with disk_writes("the fill_mask head", path, IN_PLACE_HINT):
+            path.mkdir(parents=True, exist_ok=True)
+            atomic_write_bytes(path / HEAD_WEIGHTS, self.head_bytes())
+            atomic_write_text(path / HEAD_CONFIG, self.config.to_json_string())
+            atomic_write_text(path / HEAD_META, json.dumps({"tied": self.tied}))
 
     @classmethod
     def from_disk(cls, path: Union[str, Path]) -> "MaskedLMHead":

@@ -25,6 +25,7 @@ from transformers.file_utils import ModelOutput
 
 from ..errors import SpacyMlmError
 from ..heads import MaskedLMHead, load_mlm_head
+from ..util import IN_PLACE_HINT, atomic_write_text, disk_writes
 from ._upstream import get_upstream_transformer, require_trf_data
 
 # One doc's predictions: (token index, top-k vocabulary ids, their probabilities) per mask.
@@ -396,10 +397,11 @@ class FillMask(TrainablePipe):
     # -- serialization --------------------------------------------------------
     def to_disk(self, path: Union[str, Path], *, exclude: Iterable[str] = tuple()) -> None:
         serialize = {
-            "cfg": lambda p: srsly.write_json(p, self.cfg),
+            "cfg": lambda p: atomic_write_text(p, srsly.json_dumps(self.cfg, indent=2)),
             "head": lambda p: self._require_head().to_disk(p),
         }
-        util.to_disk(path, serialize, exclude)
+        with disk_writes(f"the '{self.name}' component", path, IN_PLACE_HINT):
+            util.to_disk(path, serialize, exclude)
 
     def from_disk(self, path: Union[str, Path], *, exclude: Iterable[str] = tuple()) -> "FillMask":
         def load_head(p: Path) -> None:

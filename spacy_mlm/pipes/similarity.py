@@ -18,6 +18,7 @@ from spacy.tokens import Doc
 from thinc.api import get_array_module
 
 from ..errors import SpacyMlmError
+from ..util import IN_PLACE_HINT, atomic_write_text, disk_writes
 from ._upstream import get_upstream_transformer
 
 POOLINGS = ("mean", "cls", "max")
@@ -133,7 +134,8 @@ class TrfSimilarity(Pipe):
             restore_vector_hooks(doc)
 
     def to_disk(self, path: Union[str, Path], *, exclude: Iterable[str] = tuple()) -> None:
-        util.to_disk(path, {"cfg": lambda p: srsly.write_json(p, self.cfg)}, exclude)
+        with disk_writes(f"the '{self.name}' component", path, IN_PLACE_HINT):
+            util.to_disk(path, {"cfg": lambda p: atomic_write_text(p, srsly.json_dumps(self.cfg, indent=2))}, exclude)
 
     def from_disk(self, path: Union[str, Path], *, exclude: Iterable[str] = tuple()) -> "TrfSimilarity":
         util.from_disk(path, {"cfg": lambda p: self.cfg.update(srsly.read_json(p))}, exclude)
