@@ -18,3 +18,8 @@ class DiskWriteError(SpacyMlmError, OSError):
 
     def __str__(self) -> str:
         return str(self.args[0])
+
+
+class IncompatibleVersionsError(SpacyMlmError, ImportError):
+    """spacy-transformers/transformers could not be imported with the installed versions; the
+    message lists them and the pip command that installs a working set."""

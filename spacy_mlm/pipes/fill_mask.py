@@ -19,14 +19,23 @@ from spacy.pipeline import TrainablePipe
 from spacy.symbols import ORTH
 from spacy.tokens import Doc, Token
 from spacy.training import Example
-from spacy_transformers.data_classes import FullTransformerBatch
+
+from ..compat import incompatible_versions_error, warn_on_untested_versions
+
+try:  # a clear error (versions, pip command) instead of an ImportError deep inside spacy-transformers
+    from spacy_transformers.data_classes import FullTransformerBatch
+    from transformers.file_utils import ModelOutput
+except ImportError as e:
+    raise incompatible_versions_error(e) from e
+
 from thinc.api import Model, Optimizer, PyTorchWrapper_v2, get_array_module, set_dropout_rate, torch2xp, xp2torch
-from transformers.file_utils import ModelOutput
 
 from ..errors import SpacyMlmError
 from ..heads import MaskedLMHead, load_mlm_head
 from ..util import IN_PLACE_HINT, atomic_write_text, disk_writes
 from ._upstream import get_upstream_transformer, require_trf_data
+
+warn_on_untested_versions()
 
 # One doc's predictions: (token index, top-k vocabulary ids, their probabilities) per mask.
 MaskPrediction = Tuple[int, numpy.ndarray, numpy.ndarray]
