@@ -110,10 +110,11 @@ def pretrain_command(ctx, config_path: str, output_dir: str, gpu_id: Optional[in
 
     from .pretrain.loop import pretrain
 
+    args = list(ctx.args)  # parse_config_overrides consumes the list it is given
     try:
-        overrides = parse_config_overrides(ctx.args)
+        overrides = parse_config_overrides(list(args))
     except SystemExit:
-        raise SpacyMlmError(f"Could not parse the overrides {ctx.args}: write them as --section.key value.") from None
+        raise SpacyMlmError(f"Could not parse the overrides {args}: write them as --section.key value.") from None
     final = pretrain(config_path, output_dir, overrides, gpu_id=gpu_id, resume=resume, force=force)
     click.echo(f"Saved the pretrained model to {final}")
 

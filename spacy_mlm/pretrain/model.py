@@ -8,6 +8,10 @@ from transformers.modeling_outputs import BaseModelOutput
 
 from ..errors import SpacyMlmError
 
+# Any of these makes a directory a tokenizer directory for AutoTokenizer.
+TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json", "vocab.txt", "vocab.json", "spiece.model",
+                   "sentencepiece.bpe.model")
+
 
 class FreshHeadWarning(UserWarning):
     """The checkpoint had no MLM head: a new one was initialised."""
@@ -65,10 +69,18 @@ def load_mlm_model(
             f"Base model {name!r} is not an HF checkpoint (no config.json). Create one with "
             "`spacy-mlm init-model` or pass a directory written by save_pretrained()."
         )
+    tok_name = tokenizer_name or name
+    tok_dir = Path(tok_name)
+    if tok_dir.is_dir() and not any((tok_dir / f).is_file() for f in TOKENIZER_FILES):
+        # transformers would fall back to a slow-tokenizer conversion and fail with an unrelated ImportError.
+        raise SpacyMlmError(
+            f"Could not load a tokenizer from {tok_name!r}: the directory holds none of {', '.join(TOKENIZER_FILES)}. "
+            "Pass a directory written by `spacy-mlm tokenizer` or save_pretrained()."
+        )
     try:
-        tokenizer = AutoTokenizer.from_pretrained(tokenizer_name or name)
-    except (OSError, ValueError) as e:
-        raise SpacyMlmError(f"Could not load a tokenizer from {tokenizer_name or name!r}: {e}") from None
+        tokenizer = AutoTokenizer.from_pretrained(tok_name)
+    except (OSError, ValueError, ImportError) as e:
+        raise SpacyMlmError(f"Could not load a tokenizer from {tok_name!r}: {e}") from None
     if tokenizer.mask_token_id is None or tokenizer.pad_token_id is None:
         raise SpacyMlmError(f"The tokenizer of {tokenizer_name or name!r} has no mask or padding token.")
     try:
