@@ -1,0 +1,77 @@
+"""SIGKILL `spacy-mlm pretrain` at random (seeded) moments, many inside checkpoint writes; every
+--resume must start from the newest complete checkpoint and the result must equal an
+uninterrupted run. More kills: `python bench/kill_resume.py --kills 50`."""
+
+import json
+import os
+import warnings
+
+import pytest
+import torch
+from safetensors.torch import load_file
+
+from spacy_mlm.pretrain.loop import latest_checkpoint, pretrain
+
+from .kill_harness import run_kill_chain
+from .pretrain_fixtures import CONFIG, overrides
+
+pytest_plugins = ["tests.pretrain_fixtures"]
+
+@pytest.fixture(autouse=True)
+def one_thread():
+    """In-process runs use [system] threads = 1 (steady on a shared 2-core machine); restore after."""
+    n = torch.get_num_threads()
+    yield
+    torch.set_num_threads(n)
+
+
+KILLS = int(os.environ.get("SPACY_MLM_TEST_KILLS", 10))
+
+
+def test_sigkill_and_resume_equals_uninterrupted(tmp_path, pt_corpus, pt_model):
+    report = run_kill_chain(tmp_path, *pt_corpus, pt_model, kills=KILLS, seed=0)
+    print(f"\nkill/resume: {report.summary()}; resumed from steps {report.resumed_from}")
+    assert not report.problems, "\n".join(report.problems)
+    assert report.tried == KILLS and report.survived == report.tried
+    assert report.in_checkpoint_write >= 1  # the seam works: kills do land inside checkpoint writes
+    assert report.weights_equal and report.metrics_equal
+
+
+def test_resume_skips_damaged_leftovers(tmp_path, pt_corpus, pt_model):
+    """What a kill (or a partial copy) can leave: a truncated newest checkpoint, a temporary
+    checkpoint directory, a torn metrics line, an unreadable run.json. --resume uses the newest
+    complete checkpoint, cleans up, and reaches the uninterrupted weights."""
+    o = overrides(*pt_corpus, pt_model, training__max_steps=6, training__eval_frequency=0,
+                  training__checkpoint_frequency=2, training__keep_checkpoints=3, system__threads=1)
+    full = pretrain(CONFIG, tmp_path / "full", o)
+    out = tmp_path / "cut"
+
+    def stop(step, _):
+        if step == 5:
+            raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        pretrain(CONFIG, out, o, on_step=stop)
+    ckpts = out / "checkpoints"
+    newest = ckpts / "step_00000004"
+    data = (newest / "optimizer.safetensors").read_bytes()
+    (newest / "optimizer.safetensors").write_bytes(data[: len(data) // 2])  # e.g. a copy cut short
+    (ckpts / ".tmp-step_00000006").mkdir()
+    (ckpts / ".tmp-step_00000006" / "model.safetensors").write_bytes(b"partial")
+    with (out / "metrics.jsonl").open("a") as f:
+        f.write('{"step": 5, "lo')  # torn mid-line
+    (out / "run.json").write_text('{"config": "[paths]\\ntr')  # torn (before writes were atomic)
+
+    with pytest.warns(UserWarning, match=r"Skipping the incomplete checkpoint .*step_00000004: "
+                                         r"optimizer\.safetensors is truncated"):
+        assert latest_checkpoint(out, warn=True) == ckpts / "step_00000002"
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        resumed = pretrain(CONFIG, out, o, resume=True)
+    assert not (ckpts / ".tmp-step_00000006").exists()
+    a, b = load_file(str(full / "model.safetensors")), load_file(str(resumed / "model.safetensors"))
+    for key in a:
+        torch.testing.assert_close(a[key], b[key], atol=1e-6, rtol=0)
+    lines = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
+    assert [m["step"] for m in lines] == list(range(1, 7))
+    assert json.loads((out / "run.json").read_text())["config"].startswith("[paths]")
