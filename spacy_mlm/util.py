@@ -15,7 +15,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, Callable, Iterable, Iterator, Optional, Union
 
-from .errors import DiskWriteError
+from .errors import DiskWriteError, SpacyMlmError
 
 # errno values that mean "no room" and "not allowed to write here".
 NO_SPACE = frozenset({errno.ENOSPC, errno.EDQUOT, errno.EFBIG})
@@ -24,18 +24,18 @@ TMP_PREFIX, OLD_PREFIX = ".tmp-", ".old-"
 IN_PLACE_HINT = ("nlp.to_disk() writes in place, so the directory may now mix old and new files: save with "
                  "spacy_mlm.util.safe_to_disk(nlp, path), which keeps the previous pipeline until the new one "
                  "is complete.")
-# Rust writers (safetensors, tokenizers) report OS errors as text: "... (os error 28)" / "code: 28".
-_RUST_OS_ERROR = re.compile(r"os error (\d+)|code: (\d+)")
+# Rust writers (safetensors, tokenizers) report OS errors only as text: "... (os error 28)".
+_RUST_OS_ERROR = re.compile(r"\(os error (\d+)\)")
 
 
 def as_os_error(error: BaseException, filename: Optional[Union[str, Path]] = None) -> Optional[OSError]:
     """The OSError behind error: itself, or one that a Rust writer reported only as text."""
     if isinstance(error, OSError):
         return error
-    match = _RUST_OS_ERROR.search(str(error))
+    match = _RUST_OS_ERROR.search(str(error)) if not isinstance(error, SpacyMlmError) else None
     if match is None:
         return None
-    code = int(match.group(1) or match.group(2))
+    code = int(match.group(1))
     return OSError(code, os.strerror(code), str(filename) if filename is not None else None)
 
 
