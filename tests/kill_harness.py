@@ -13,8 +13,8 @@ imports per kill (launcher="exec" starts every run the slow way).
 
 Kill moments, relative to training progress read from metrics.jsonl (so a slow machine
 does not shift them): inside a checkpoint write (the loop logs step N, then writes checkpoint
-N; SPACY_MLM_TEST_CHECKPOINT_PAUSE stretches the write so kills land in it), at any step, or
-during start-up.
+N; SPACY_MLM_TEST_CHECKPOINT_PAUSE stretches the write so kills land in it), inside the write
+of final/, at any step, or during start-up.
 """
 
 import json
@@ -301,7 +301,7 @@ def _kill_round(out, train, dev, model, kills, rng, pause, server, first, report
             base = _check_resume(proc, log, resume_step, killed, report, f"{out.name} run {n}")
             if base is None:
                 return
-        mode = rng.choices(["checkpoint", "anywhere", "startup"], weights=[5, 4, 1])[0]
+        mode = rng.choices(["checkpoint", "anywhere", "final", "startup"], weights=[5, 4, 1, 1])[0]
         # Small advances (the next checkpoint or two), so a round holds several kills.
         future = [s for s in range(CHECKPOINT_EVERY, MAX_STEPS, CHECKPOINT_EVERY) if s > base][:2]
         if mode == "checkpoint" and not future:
@@ -313,11 +313,14 @@ def _kill_round(out, train, dev, model, kills, rng, pause, server, first, report
             time.sleep(rng.uniform(0, 5.0) if resume_step is None else rng.uniform(0, 0.3))
             alive = proc.poll() is None
         else:
-            target = rng.choice(future) if mode == "checkpoint" else min(MAX_STEPS, base + rng.randint(1, 7))
+            target = {"checkpoint": rng.choice(future) if future else 0, "final": MAX_STEPS}.get(
+                mode, min(MAX_STEPS, base + rng.randint(1, 7)))
             alive = wait_for(proc, log, lambda t=target, m=metrics: any(s >= t for s in logged_steps(m)),
                              f"step {target}")
-            # After step N is logged: the eval (every 8 steps), checkpoint N (6 pauses), the next step.
-            time.sleep(rng.uniform(0, 7 * pause + 0.1) if mode == "checkpoint" else rng.uniform(0, 0.15))
+            # After step N is logged: the eval (every 8 steps), checkpoint N (6 pauses) or final/
+            # (2 pauses), the next step.
+            window = {"checkpoint": 7 * pause + 0.1, "final": 3 * pause + 0.05}.get(mode, 0.15)
+            time.sleep(rng.uniform(0, window))
         if alive and proc.poll() is None:
             proc.send_signal(signal.SIGKILL)
         proc.wait(timeout=TIMEOUT)

@@ -10,7 +10,7 @@ Crash safety: every file and directory the loop writes (run.json, metrics.jsonl 
 checkpoints, final/) is written under a temporary name and renamed into place, so a SIGKILL,
 a full disk or a read-only directory leaves the previous complete checkpoint, and --resume
 starts from the newest complete one. Test seam: SPACY_MLM_TEST_CHECKPOINT_PAUSE=<seconds>
-sleeps between the files of a checkpoint, so tests can land kills inside a checkpoint write.
+sleeps between the files of a checkpoint (and of final/), so tests can land kills inside those writes.
 """
 
 import json
@@ -244,8 +244,8 @@ def train(cfg, out: Path, *, resume: bool = False, force: bool = False, on_step=
     final = out / "final"
     if main:
         with disk_writes("the final model", final, lambda: resume_hint(out)):
-            write_dir_atomically(final, lambda tmp: (model.save_pretrained(str(tmp)),
-                                                     tokenizer.save_pretrained(str(tmp))))
+            write_dir_atomically(final, lambda tmp: (model.save_pretrained(str(tmp)), _pause(),
+                                                     tokenizer.save_pretrained(str(tmp)), _pause()))
     barrier(world)
     if world > 1:
         torch.distributed.destroy_process_group()
@@ -484,7 +484,7 @@ def resume_hint(out: Path) -> str:
 
 
 def _pause() -> None:
-    """Test seam: with SPACY_MLM_TEST_CHECKPOINT_PAUSE set, sleep between checkpoint files."""
+    """Test seam: with SPACY_MLM_TEST_CHECKPOINT_PAUSE set, sleep between checkpoint (and final/) files."""
     seconds = float(os.environ.get(PAUSE_ENV) or 0)
     if seconds > 0:
         time.sleep(seconds)
