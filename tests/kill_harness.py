@@ -121,6 +121,7 @@ class ForkServer:
         self.proc = subprocess.Popen([sys.executable, "-c", FORK_SERVER], stdin=subprocess.PIPE,
                                      stdout=subprocess.PIPE, env={**os.environ, **ENV})
         self.buffer = b""
+        self.current: Optional["ForkedRun"] = None
 
     def readline(self, timeout: Optional[float]) -> Optional[str]:
         """The next reply line; None if none came within timeout seconds."""
@@ -144,11 +145,18 @@ class ForkServer:
         request = {"args": args, "log": str(log), "env": {PAUSE_ENV: str(pause)}}
         self.proc.stdin.write((json.dumps(request) + "\n").encode())
         self.proc.stdin.flush()
-        return ForkedRun(self, int(self.readline(TIMEOUT)))
+        self.current = ForkedRun(self, int(self.readline(TIMEOUT)))
+        return self.current
 
     def close(self) -> None:
+        if self.current is not None and self.current.poll() is None:
+            self.current.kill()  # the harness stopped early: don't leave a run behind
+            self.current.wait(timeout=30)
         self.proc.stdin.close()
-        self.proc.wait(timeout=30)
+        try:
+            self.proc.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
 
 
 class ForkedRun:
@@ -172,6 +180,9 @@ class ForkedRun:
     def send_signal(self, sig: int) -> None:
         if self.poll() is None:  # not yet reaped, so the pid is still this child's
             os.kill(self.pid, sig)
+
+    def kill(self) -> None:
+        self.send_signal(signal.SIGKILL)
 
 
 def logged_steps(metrics: Path) -> List[int]:
@@ -260,13 +271,17 @@ def _kill_chain(root, train, dev, model, kills, seed, pause, server, verbose) ->
     # The reference runs beside the chain: same CLI, same settings, no kill.
     reference = start(cli_command(ref_out, train, dev, model), root / "uninterrupted.log", 0.0)
     rounds: List[Path] = []
-    while report.tried < kills and not report.problems:
-        # A round: kill and resume until the run is past its last checkpoint, then finish it.
-        out = root / f"killed{len(rounds) + 1:02d}"
-        shutil.rmtree(out, ignore_errors=True)
-        _kill_round(out, train, dev, model, kills, rng, pause, server, first=not rounds, report=report,
-                    verbose=verbose)
-        rounds.append(out)
+    try:
+        while report.tried < kills and not report.problems:
+            # A round: kill and resume until the run is past its last checkpoint, then finish it.
+            out = root / f"killed{len(rounds) + 1:02d}"
+            shutil.rmtree(out, ignore_errors=True)
+            _kill_round(out, train, dev, model, kills, rng, pause, server, first=not rounds, report=report,
+                        verbose=verbose)
+            rounds.append(out)
+    finally:
+        if reference.poll() is None and sys.exc_info()[0] is not None:
+            reference.kill()  # the harness failed: don't leave the reference run behind
     if reference.wait(timeout=TIMEOUT) != 0:
         report.problems.append(f"uninterrupted run failed: {(root / 'uninterrupted.log').read_text()[-1500:]}")
     elif not report.problems:
