@@ -138,3 +138,41 @@ def test_dev_labels_absent_from_training(bert_checkpoint):
     dev = [Example.from_dict(nlp.make_doc("apple sells phones"), {"entities": [(0, 5, "ORG")]})]
     with pytest.warns(UserWarning, match=r"labels absent from the training data: \['ORG'\]"):
         nlp.evaluate(dev)
+
+
+def _two_updates(checkpoint, head_lr_scale):
+    """Weights of the NER head and of the encoder before/after one update."""
+    from thinc.api import Adam
+
+    spacy.util.fix_random_seed(0)
+    nlp = spacy.blank("en")
+    nlp.add_pipe("transformer", config={"model": {"name": str(checkpoint)}})
+    nlp.add_pipe("trf_ner", config={"head_lr_scale": head_lr_scale})
+    examples = ner_examples(nlp)
+    nlp.initialize(lambda: examples)
+    head = [n for n in nlp.get_pipe("trf_ner").model.walk() if n.param_names]
+    encoder = nlp.get_pipe("transformer").model.transformer
+    before = ([n.get_param(p).copy() for n in head for p in n.param_names],
+              [p.detach().clone() for p in encoder.parameters()])
+    optimizer = Adam(1e-4, grad_clip=0.0)
+    # Two updates: the head's output layer starts at zero, so the encoder gets no gradient at first.
+    nlp.update(examples, sgd=optimizer, drop=0.0)
+    nlp.update(examples, sgd=optimizer, drop=0.0)
+    after = ([n.get_param(p).copy() for n in head for p in n.param_names],
+             [p.detach().clone() for p in encoder.parameters()])
+    head_step = max(float(abs(a - b).max()) for a, b in zip(after[0], before[0]))
+    encoder_step = max(float((a - b).abs().max()) for a, b in zip(after[1], before[1]))
+    return head_step, encoder_step
+
+
+def test_trf_ner_head_lr_scale(bert_checkpoint):
+    """head_lr_scale multiplies the head's steps (Adam's steps are about lr per weight), while the
+    encoder, updated by the transformer component at the optimizer's rate, takes lr-sized steps."""
+    head_1, encoder_1 = _two_updates(bert_checkpoint, 1.0)
+    head_10, encoder_10 = _two_updates(bert_checkpoint, 10.0)
+    assert head_10 / head_1 == pytest.approx(10.0, rel=0.1)
+    assert 1e-4 <= head_1 <= 2.1e-4  # two steps of at most lr each
+    assert encoder_1 == pytest.approx(1e-4, rel=0.05) and encoder_10 == pytest.approx(1e-4, rel=0.05)
+    assert nlp_with(bert_checkpoint, "trf_ner").get_pipe("trf_ner").head_lr_scale == 10.0  # the default
+    with pytest.raises(ValueError, match="head_lr_scale"):
+        spacy.blank("en").add_pipe("trf_ner", config={"head_lr_scale": 0})

@@ -1,7 +1,7 @@
 """Checks shared by the pipes whose model reads the transformer through a TransformerListener."""
 
 import warnings
-from typing import Iterable, Optional, Set
+from typing import Any, Iterable, Optional, Set
 
 from spacy.language import Language
 
@@ -23,6 +23,30 @@ def listener_upstream(pipe) -> str:
         if isinstance(node, TransformerListener):
             return node.upstream_name
     return "*"
+
+
+class ScaledOptimizer:
+    """The optimizer with its learning rate multiplied by ``scale`` (thinc's ``lr_scale``).
+
+    A head trained from scratch on top of a pretrained encoder needs larger steps than the
+    encoder's fine-tuning rate: at 1e-4 for a few hundred steps it barely leaves its random
+    initialisation. The encoder itself is updated by the transformer component, unscaled."""
+
+    def __init__(self, optimizer: Any, scale: float):
+        self.optimizer = optimizer
+        self.scale = scale
+
+    def __call__(self, key: Any, weights: Any, gradient: Any, *, lr_scale: float = 1.0):
+        return self.optimizer(key, weights, gradient, lr_scale=lr_scale * self.scale)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.optimizer, name)
+
+
+def scaled_optimizer(optimizer: Any, scale: float) -> Any:
+    if scale <= 0:
+        raise ValueError(f"head_lr_scale must be > 0, got {scale}.")
+    return optimizer if scale == 1.0 else ScaledOptimizer(optimizer, scale)
 
 
 def check_transformer_before(pipe, nlp: Optional[Language]) -> None:

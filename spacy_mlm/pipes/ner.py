@@ -7,7 +7,10 @@ from spacy.pipeline import EntityRecognizer
 from spacy.training import Example
 from thinc.api import Model
 
-from ._listener import LISTENER_CONFIG, check_transformer_before, warn_unseen_labels
+from ._listener import LISTENER_CONFIG, check_transformer_before, scaled_optimizer, warn_unseen_labels
+
+# The transition-based head starts from scratch; the encoder is fine-tuned at a small rate.
+HEAD_LR_SCALE = 10.0
 
 DEFAULT_TRF_NER_MODEL = {
     "@architectures": "spacy.TransitionBasedParser.v2",
@@ -31,6 +34,7 @@ DEFAULT_TRF_NER_MODEL = {
         "update_with_oracle_cut_size": 100,
         "incorrect_spans_key": None,
         "scorer": {"@scorers": "spacy.ner_scorer.v1"},
+        "head_lr_scale": HEAD_LR_SCALE,
     },
     default_score_weights={"ents_f": 1.0, "ents_p": 0.0, "ents_r": 0.0, "ents_per_type": None},
 )
@@ -42,16 +46,26 @@ def make_trf_ner(
     update_with_oracle_cut_size: int,
     incorrect_spans_key: Optional[str],
     scorer: Optional[Callable],
+    head_lr_scale: float,
 ) -> "TrfEntityRecognizer":
-    """spaCy's `ner` with a TransformerListener model: add it after a `transformer` and train."""
-    return TrfEntityRecognizer(
+    """spaCy's `ner` with a TransformerListener model: add it after a `transformer` and train.
+    head_lr_scale: the NER head's learning rate as a multiple of the optimizer's (the encoder's)."""
+    ner = TrfEntityRecognizer(
         nlp.vocab, model, name=name, moves=moves, update_with_oracle_cut_size=update_with_oracle_cut_size,
         incorrect_spans_key=incorrect_spans_key, scorer=scorer,
     )
+    scaled_optimizer(None, head_lr_scale)  # validate early
+    ner.head_lr_scale = head_lr_scale
+    return ner
 
 
 class TrfEntityRecognizer(EntityRecognizer):
     """EntityRecognizer that checks its transformer and warns on dev labels unseen in training."""
+
+    head_lr_scale = 1.0
+
+    def finish_update(self, sgd) -> None:
+        self.model.finish_update(scaled_optimizer(sgd, self.head_lr_scale))
 
     def initialize(self, get_examples: Callable, *, nlp: Optional[Language] = None, labels=None):
         check_transformer_before(self, nlp)
