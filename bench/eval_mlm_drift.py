@@ -73,7 +73,7 @@ def main(argv: Optional[Sequence[str]] = None) -> List[Dict[str, Any]]:
     rows = [{"model": "base (before NER)", **before}]
     for rate in (float(r) for r in args.mlm_rates.split(",")):
         with tempfile.TemporaryDirectory() as tmp:
-            run_args = argparse.Namespace(**vars(args), mlm_rate=rate, save_dir=tmp, tag=f"mlm{rate}")
+            run_args = argparse.Namespace(**vars(args), mlm_rate=rate, save_dir=tmp, tag=f"mlm{rate}", set=None)
             ner = run_spacy("ner", train, dev, run_args)
             after = masked_token_accuracy(str(Path(tmp) / f"ner-mlm{rate}"), heldout, seed=args.seed)
         row = {"model": f"after NER, fill_mask mlm_rate={rate}", **after, **ner}

