@@ -176,3 +176,17 @@ def test_trf_ner_head_lr_scale(bert_checkpoint):
     assert nlp_with(bert_checkpoint, "trf_ner").get_pipe("trf_ner").head_lr_scale == 10.0  # the default
     with pytest.raises(ValueError, match="head_lr_scale"):
         spacy.blank("en").add_pipe("trf_ner", config={"head_lr_scale": 0})
+
+
+def test_trf_textcat_ignores_docs_without_cats(bert_checkpoint):
+    """In a multi-task corpus, a doc with no cats gives no textcat loss or gradient (spaCy's
+    exclusive textcat would pull it towards all-zero truths)."""
+    nlp = nlp_with(bert_checkpoint, "trf_textcat")
+    examples = cat_examples(nlp)
+    nlp.initialize(lambda: examples)
+    textcat = nlp.get_pipe("trf_textcat")
+    unlabeled = Example.from_dict(nlp.make_doc(examples[0].reference.text), {})
+    batch = [examples[0], unlabeled]
+    scores = textcat.model.predict([nlp.get_pipe("transformer")(eg.predicted) for eg in batch])
+    _, d_scores = textcat.get_loss(batch, scores)
+    assert float(abs(d_scores[1]).sum()) == 0.0 and float(abs(d_scores[0]).sum()) > 0.0

@@ -9,7 +9,7 @@ from spacy.training import Example
 from thinc.api import Model
 
 from ..errors import SpacyMlmError
-from ._listener import LISTENER_CONFIG, check_transformer_before, warn_unseen_labels
+from ._listener import LISTENER_CONFIG, check_transformer_before, scaled_optimizer, warn_unseen_labels
 
 
 def _textcat_model(exclusive: bool) -> dict:
@@ -42,14 +42,16 @@ SCORE_WEIGHTS = {
         "threshold": 0.0,
         "model": _textcat_model(exclusive=True),
         "scorer": {"@scorers": "spacy.textcat_scorer.v2"},
+        "head_lr_scale": 1.0,
     },
     default_score_weights=SCORE_WEIGHTS,
 )
 def make_trf_textcat(
-    nlp: Language, name: str, model: Model, threshold: float, scorer: Optional[Callable]
+    nlp: Language, name: str, model: Model, threshold: float, scorer: Optional[Callable], head_lr_scale: float
 ) -> "TrfTextCategorizer":
-    """spaCy's `textcat` (exactly one label per doc) reading the shared transformer."""
-    return TrfTextCategorizer(nlp.vocab, model, name, threshold=threshold, scorer=scorer)
+    """spaCy's `textcat` (exactly one label per doc) reading the shared transformer.
+    head_lr_scale: the classifier's learning rate as a multiple of the optimizer's (the encoder's)."""
+    return _with_scale(TrfTextCategorizer(nlp.vocab, model, name, threshold=threshold, scorer=scorer), head_lr_scale)
 
 
 @Language.factory(
@@ -60,21 +62,38 @@ def make_trf_textcat(
         "threshold": 0.5,
         "model": _textcat_model(exclusive=False),
         "scorer": {"@scorers": "spacy.textcat_multilabel_scorer.v2"},
+        "head_lr_scale": 1.0,
     },
     default_score_weights=SCORE_WEIGHTS,
 )
 def make_trf_textcat_multilabel(
-    nlp: Language, name: str, model: Model, threshold: float, scorer: Optional[Callable]
+    nlp: Language, name: str, model: Model, threshold: float, scorer: Optional[Callable], head_lr_scale: float
 ) -> "TrfMultiLabelTextCategorizer":
     """spaCy's `textcat_multilabel` (any number of labels per doc) reading the shared transformer."""
-    return TrfMultiLabelTextCategorizer(nlp.vocab, model, name, threshold=threshold, scorer=scorer)
+    pipe = TrfMultiLabelTextCategorizer(nlp.vocab, model, name, threshold=threshold, scorer=scorer)
+    return _with_scale(pipe, head_lr_scale)
+
+
+def _with_scale(pipe, head_lr_scale: float):
+    scaled_optimizer(None, head_lr_scale)  # validate early
+    pipe.head_lr_scale = head_lr_scale
+    return pipe
+
+
+class _ScaledHead:
+    """finish_update with the head's learning rate scaled (see _listener.ScaledOptimizer)."""
+
+    head_lr_scale = 1.0
+
+    def finish_update(self, sgd) -> None:
+        self.model.finish_update(scaled_optimizer(sgd, self.head_lr_scale))
 
 
 def _gold_labels(examples: Iterable[Example]) -> List[str]:
     return [label for eg in examples for label, value in eg.reference.cats.items() if value]
 
 
-class TrfTextCategorizer(TextCategorizer):
+class TrfTextCategorizer(_ScaledHead, TextCategorizer):
     def predict(self, docs: Iterable[Doc]):
         """As TextCategorizer.predict, but a batch of only empty docs gets the scores an empty
         doc gets inside a mixed batch (the output layer on the mean of no tokens, zeros), not
@@ -86,6 +105,17 @@ class TrfTextCategorizer(TextCategorizer):
                 zeros = output_layer.ops.alloc2f(len(docs), output_layer.get_dim("nI"))
                 return output_layer.ops.asarray(output_layer.predict(zeros))
         return super().predict(docs)
+
+    def _examples_to_truth(self, examples: Iterable[Example]):
+        """As TextCategorizer's, but a doc with no cats at all (an NER-only doc in a multi-task
+        corpus) is missing data, not a doc that belongs to no class: spaCy's exclusive textcat
+        would train such docs towards all-zero scores, i.e. 1/n for every label."""
+        examples = list(examples)
+        truths, not_missing = super()._examples_to_truth(examples)
+        for i, eg in enumerate(examples):
+            if not eg.reference.cats:
+                not_missing[i, :] = 0.0
+        return truths, not_missing
 
     def initialize(self, get_examples: Callable, *, nlp: Optional[Language] = None, labels=None, positive_label=None):
         check_transformer_before(self, nlp)
@@ -108,7 +138,7 @@ class TrfTextCategorizer(TextCategorizer):
         return super().score(examples, **kwargs)
 
 
-class TrfMultiLabelTextCategorizer(MultiLabel_TextCategorizer):
+class TrfMultiLabelTextCategorizer(_ScaledHead, MultiLabel_TextCategorizer):
     def initialize(self, get_examples: Callable, *, nlp: Optional[Language] = None, labels=None):
         check_transformer_before(self, nlp)
         return super().initialize(get_examples, nlp=nlp, labels=labels)
