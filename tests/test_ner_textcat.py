@@ -190,3 +190,11 @@ def test_trf_textcat_ignores_docs_without_cats(bert_checkpoint):
     scores = textcat.model.predict([nlp.get_pipe("transformer")(eg.predicted) for eg in batch])
     _, d_scores = textcat.get_loss(batch, scores)
     assert float(abs(d_scores[1]).sum()) == 0.0 and float(abs(d_scores[0]).sum()) > 0.0
+
+
+def test_trf_textcat_score_skips_docs_without_cats(bert_checkpoint):
+    nlp = nlp_with(bert_checkpoint, "trf_textcat")
+    examples = cat_examples(nlp)
+    nlp.initialize(lambda: examples)
+    unlabeled = [Example.from_dict(nlp.make_doc(eg.reference.text), {}) for eg in examples]
+    assert nlp.evaluate(examples + unlabeled)["cats_score"] == nlp.evaluate(examples)["cats_score"]

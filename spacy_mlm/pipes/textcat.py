@@ -133,7 +133,8 @@ class TrfTextCategorizer(_ScaledHead, TextCategorizer):
         super()._validate_categories(examples)
 
     def score(self, examples, **kwargs):
-        examples = list(examples)
+        # Docs without cats (NER-only docs in a multi-task dev set) are not textcat data.
+        examples = [eg for eg in examples if eg.reference.cats]
         warn_unseen_labels(self.name, _gold_labels(examples), set(self.labels))
         return super().score(examples, **kwargs)
 
@@ -144,6 +145,7 @@ class TrfMultiLabelTextCategorizer(_ScaledHead, MultiLabel_TextCategorizer):
         return super().initialize(get_examples, nlp=nlp, labels=labels)
 
     def score(self, examples, **kwargs):
-        examples = list(examples)
+        # Docs without cats (NER-only docs in a multi-task dev set) are not textcat data.
+        examples = [eg for eg in examples if eg.reference.cats]
         warn_unseen_labels(self.name, _gold_labels(examples), set(self.labels))
         return super().score(examples, **kwargs)
