@@ -169,16 +169,15 @@ def hf_ner_data(tokenizer: Any, train: List[Any], args: argparse.Namespace):
     labels = sorted({t for d in train for t in tags(d)})
     label_ids = {label: i for i, label in enumerate(labels)}
 
-    def encode(doc: Any, with_labels: bool) -> Dict[str, Any]:
+    def encode(doc: Any) -> Dict[str, Any]:
         enc = tokenizer([t.text for t in doc], is_split_into_words=True, truncation=True, max_length=args.max_length)
         row = dict(enc)
-        if with_labels:
-            # The usual recipe: label each word's first wordpiece, ignore the rest (-100).
-            doc_tags, prev, row["labels"] = tags(doc), None, []
-            for word_id in enc.word_ids():
-                first = word_id is not None and word_id != prev
-                row["labels"].append(label_ids[doc_tags[word_id]] if first else -100)
-                prev = word_id
+        # The usual recipe: label each word's first wordpiece, ignore the rest (-100).
+        doc_tags, prev, row["labels"] = tags(doc), None, []
+        for word_id in enc.word_ids():
+            first = word_id is not None and word_id != prev
+            row["labels"].append(label_ids[doc_tags[word_id]] if first else -100)
+            prev = word_id
         return row
 
     model = AutoModelForTokenClassification.from_pretrained(
@@ -192,14 +191,12 @@ def hf_ner_data(tokenizer: Any, train: List[Any], args: argparse.Namespace):
         preds = []
         for i in range(0, len(dev), 64):
             batch = dev[i : i + 64]
-            rows = [encode(d, False) for d in batch]
-            inputs = tokenizer.pad(rows, return_tensors="pt")
+            inputs = tokenizer([[t.text for t in d] for d in batch], is_split_into_words=True, truncation=True,
+                               max_length=args.max_length, padding=True, return_tensors="pt")
             logits = model(**inputs).logits
             for j, doc in enumerate(batch):
                 word_tags, prev = ["O"] * len(doc), None
-                for pos, word_id in enumerate(tokenizer(
-                    [t.text for t in doc], is_split_into_words=True, truncation=True, max_length=args.max_length
-                ).word_ids()):
+                for pos, word_id in enumerate(inputs.word_ids(j)):
                     if word_id is not None and word_id != prev:
                         word_tags[word_id] = labels[int(logits[j, pos].argmax())]
                     prev = word_id
@@ -207,7 +204,7 @@ def hf_ner_data(tokenizer: Any, train: List[Any], args: argparse.Namespace):
                 preds.append(Doc(vocab, words=words, spaces=[bool(t.whitespace_) for t in doc], ents=iob_to_iob2(word_tags)))
         return ner_scores(preds, dev)
 
-    return model, [encode(d, True) for d in train], DataCollatorForTokenClassification(tokenizer), predict
+    return model, [encode(d) for d in train], DataCollatorForTokenClassification(tokenizer), predict
 
 
 def hf_textcat_data(tokenizer: Any, train: List[Any], args: argparse.Namespace):

@@ -65,3 +65,13 @@ def overrides(train, dev, model, **extra) -> dict:
     out = {"paths.train": str(train), "paths.dev": str(dev) if dev else None, "paths.base_model": str(model), **SMALL}
     out.update({k.replace("__", "."): v for k, v in extra.items()})
     return out
+
+
+@pytest.fixture
+def restore_torch_threads():
+    """In-process runs use [system] threads = 1 (steady on a shared 2-core machine); restore after."""
+    import torch
+
+    n = torch.get_num_threads()
+    yield
+    torch.set_num_threads(n)

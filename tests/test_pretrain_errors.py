@@ -29,11 +29,7 @@ BASE = {"paths.base_model": "m", "paths.train": "t"}
 CUDA = torch.cuda.is_available()
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    n = torch.get_num_threads()
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("restore_torch_threads")
 
 
 # ------------------------------------------------------------------------ config

@@ -17,12 +17,7 @@ from .pretrain_fixtures import CONFIG, overrides
 
 pytest_plugins = ["tests.pretrain_fixtures"]
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    """In-process runs use [system] threads = 1 (steady on a shared 2-core machine); restore after."""
-    n = torch.get_num_threads()
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("restore_torch_threads")
 
 
 KILLS = int(os.environ.get("SPACY_MLM_TEST_KILLS", 10))

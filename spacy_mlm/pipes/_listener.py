@@ -49,6 +49,21 @@ def scaled_optimizer(optimizer: Any, scale: float) -> Any:
     return optimizer if scale == 1.0 else ScaledOptimizer(optimizer, scale)
 
 
+def with_head_lr_scale(pipe: Any, head_lr_scale: float) -> Any:
+    scaled_optimizer(None, head_lr_scale)  # validate at construction, not at the first update
+    pipe.head_lr_scale = head_lr_scale
+    return pipe
+
+
+class ScaledHead:
+    """Mixin: finish_update of the pipe's own model (the head) at head_lr_scale x the rate."""
+
+    head_lr_scale = 1.0
+
+    def finish_update(self, sgd) -> None:
+        self.model.finish_update(scaled_optimizer(sgd, self.head_lr_scale))
+
+
 def check_transformer_before(pipe, nlp: Optional[Language]) -> None:
     """Fail at initialize, with the fix, when no transformer feeds this pipe."""
     if nlp is None:

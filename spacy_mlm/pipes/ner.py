@@ -7,7 +7,7 @@ from spacy.pipeline import EntityRecognizer
 from spacy.training import Example
 from thinc.api import Model
 
-from ._listener import LISTENER_CONFIG, check_transformer_before, scaled_optimizer, warn_unseen_labels
+from ._listener import LISTENER_CONFIG, ScaledHead, check_transformer_before, warn_unseen_labels, with_head_lr_scale
 
 # The transition-based head starts from scratch; the encoder is fine-tuned at a small rate.
 HEAD_LR_SCALE = 10.0
@@ -54,18 +54,11 @@ def make_trf_ner(
         nlp.vocab, model, name=name, moves=moves, update_with_oracle_cut_size=update_with_oracle_cut_size,
         incorrect_spans_key=incorrect_spans_key, scorer=scorer,
     )
-    scaled_optimizer(None, head_lr_scale)  # validate early
-    ner.head_lr_scale = head_lr_scale
-    return ner
+    return with_head_lr_scale(ner, head_lr_scale)
 
 
-class TrfEntityRecognizer(EntityRecognizer):
+class TrfEntityRecognizer(ScaledHead, EntityRecognizer):
     """EntityRecognizer that checks its transformer and warns on dev labels unseen in training."""
-
-    head_lr_scale = 1.0
-
-    def finish_update(self, sgd) -> None:
-        self.model.finish_update(scaled_optimizer(sgd, self.head_lr_scale))
 
     def initialize(self, get_examples: Callable, *, nlp: Optional[Language] = None, labels=None):
         check_transformer_before(self, nlp)

@@ -9,7 +9,7 @@ from spacy.training import Example
 from thinc.api import Model
 
 from ..errors import SpacyMlmError
-from ._listener import LISTENER_CONFIG, check_transformer_before, scaled_optimizer, warn_unseen_labels
+from ._listener import LISTENER_CONFIG, ScaledHead, check_transformer_before, warn_unseen_labels, with_head_lr_scale
 
 
 def _textcat_model(exclusive: bool) -> dict:
@@ -51,7 +51,7 @@ def make_trf_textcat(
 ) -> "TrfTextCategorizer":
     """spaCy's `textcat` (exactly one label per doc) reading the shared transformer.
     head_lr_scale: the classifier's learning rate as a multiple of the optimizer's (the encoder's)."""
-    return _with_scale(TrfTextCategorizer(nlp.vocab, model, name, threshold=threshold, scorer=scorer), head_lr_scale)
+    return with_head_lr_scale(TrfTextCategorizer(nlp.vocab, model, name, threshold=threshold, scorer=scorer), head_lr_scale)
 
 
 @Language.factory(
@@ -71,29 +71,14 @@ def make_trf_textcat_multilabel(
 ) -> "TrfMultiLabelTextCategorizer":
     """spaCy's `textcat_multilabel` (any number of labels per doc) reading the shared transformer."""
     pipe = TrfMultiLabelTextCategorizer(nlp.vocab, model, name, threshold=threshold, scorer=scorer)
-    return _with_scale(pipe, head_lr_scale)
-
-
-def _with_scale(pipe, head_lr_scale: float):
-    scaled_optimizer(None, head_lr_scale)  # validate early
-    pipe.head_lr_scale = head_lr_scale
-    return pipe
-
-
-class _ScaledHead:
-    """finish_update with the head's learning rate scaled (see _listener.ScaledOptimizer)."""
-
-    head_lr_scale = 1.0
-
-    def finish_update(self, sgd) -> None:
-        self.model.finish_update(scaled_optimizer(sgd, self.head_lr_scale))
+    return with_head_lr_scale(pipe, head_lr_scale)
 
 
 def _gold_labels(examples: Iterable[Example]) -> List[str]:
     return [label for eg in examples for label, value in eg.reference.cats.items() if value]
 
 
-class TrfTextCategorizer(_ScaledHead, TextCategorizer):
+class TrfTextCategorizer(ScaledHead, TextCategorizer):
     def predict(self, docs: Iterable[Doc]):
         """As TextCategorizer.predict, but a batch of only empty docs gets the scores an empty
         doc gets inside a mixed batch (the output layer on the mean of no tokens, zeros), not
@@ -139,7 +124,7 @@ class TrfTextCategorizer(_ScaledHead, TextCategorizer):
         return super().score(examples, **kwargs)
 
 
-class TrfMultiLabelTextCategorizer(_ScaledHead, MultiLabel_TextCategorizer):
+class TrfMultiLabelTextCategorizer(ScaledHead, MultiLabel_TextCategorizer):
     def initialize(self, get_examples: Callable, *, nlp: Optional[Language] = None, labels=None):
         check_transformer_before(self, nlp)
         return super().initialize(get_examples, nlp=nlp, labels=labels)
