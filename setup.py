@@ -48,6 +48,8 @@ setup(
             "trf_textcat_multilabel = spacy_mlm.pipes.textcat:make_trf_textcat_multilabel",
         ],
         "spacy_cli": ["mlm = spacy_mlm.spacy_cli"],
+        # spaCy's registry.layers is thinc's: entry point group "thinc_layers".
+        "thinc_layers": ["spacy_mlm.reduce_first.v1 = spacy_mlm.layers:reduce_first"],
         "console_scripts": ["spacy-mlm = spacy_mlm.cli:main"],
     },
     classifiers=[

@@ -5,6 +5,7 @@ from typing import Any, Iterable, Optional, Set
 
 from spacy.language import Language
 
+from .. import layers  # noqa: F401  (registers spacy_mlm.reduce_first.v1 for listener configs)
 from ._upstream import get_upstream_transformer
 
 LISTENER_CONFIG = {
