@@ -41,3 +41,26 @@ def test_empty_batch():
         Ragged(numpy.zeros((0, 4), dtype="f"), numpy.zeros((0,), dtype="i")), is_train=True)
     assert y.shape == (0, 4)
     assert back(y).dataXd.shape == (0, 4)
+
+
+def test_trf_ner_with_first_wordpiece_pooling_on_tokens_without_wordpieces(bert_checkpoint):
+    """WNUT-17 has tokens the tokenizer drops (zero-width characters): thinc's reduce_first
+    crashed training on them, ours trains and tags the entity next to one."""
+    import spacy
+    from spacy.tokens import Doc
+    from spacy.training import Example
+
+    spacy.util.fix_random_seed(0)
+    nlp = spacy.blank("en")
+    nlp.add_pipe("transformer", config={"model": {"name": str(bert_checkpoint)}})
+    ner = nlp.add_pipe("trf_ner", config={"model": {"tok2vec": {"pooling": {"@layers": "spacy_mlm.reduce_first.v1"}}}})
+    words = ["paris", "\u200b", "is", "in", "france"]
+    doc = Doc(nlp.vocab, words=words)
+    examples = [Example.from_dict(doc, {"entities": ["U-LOC", "O", "O", "O", "U-LOC"]})]
+    optimizer = nlp.initialize(lambda: examples)
+    assert nlp.get_pipe("transformer").model.tokenizer("\u200b", add_special_tokens=False)["input_ids"] == []
+    for _ in range(100):
+        nlp.update(examples, sgd=optimizer, drop=0.0)
+    assert any(node.name == "spacy_mlm.reduce_first" for node in ner.model.walk())
+    pred = nlp(Doc(nlp.vocab, words=words))
+    assert [(e.text, e.label_) for e in pred.ents] == [("paris", "LOC"), ("france", "LOC")]
