@@ -7,7 +7,8 @@ without it (mlm_rate 0: the head stays as it was while the encoder moves), plus 
 CHECKPOINT_WITH_MLM_HEAD: e.g. OUTPUT_DIR/final of `spacy-mlm pretrain` (the `ablation`
 workflow's project/models/ablation/pretrained/final). Masked-token accuracy: 15% of the
 wordpieces of held-out WikiText-2 test lines replaced by the mask token (same positions for
-every model), top-1 prediction equals the original wordpiece.
+every model), top-1 prediction equals the original wordpiece; the same on the WNUT-17 dev
+sentences (the NER domain, held out from training).
 """
 
 import argparse
@@ -65,17 +66,32 @@ def main(argv: Optional[Sequence[str]] = None) -> List[Dict[str, Any]]:
     parser.add_argument("--out", type=Path, default=None, help="append the results as one JSON line")
     args = parser.parse_args(argv)
     root = data_dir(args.data_dir)
-    heldout = list(iter_corpus_lines([root / "mlm" / "wikitext-2" / "test.txt"]))[: args.heldout_lines]
     train = load_docs(root / NER_FILES[0], "ner", args.max_train)
     dev = load_docs(root / NER_FILES[1], "ner")
-    before = masked_token_accuracy(str(args.base_model), heldout, seed=args.seed)
+    # Two held-out texts: Wikipedia (the pretraining domain) and the NER dev tweets (the domain
+    # fill_mask trains on during NER; never trained on: only training sentences are masked).
+    heldouts = {
+        "wikitext2_test": list(iter_corpus_lines([root / "mlm" / "wikitext-2" / "test.txt"]))[: args.heldout_lines],
+        "wnut17_dev": [doc.text for doc in dev],
+    }
+
+    def accuracies(model: str) -> Dict[str, float]:
+        out: Dict[str, float] = {}
+        for name, texts in heldouts.items():
+            acc = masked_token_accuracy(model, texts, seed=args.seed)
+            suffix = "" if name == "wikitext2_test" else f"_{name}"
+            out.update({f"masked_token_accuracy{suffix}": acc["masked_token_accuracy"],
+                        f"masked_tokens{suffix}": acc["masked_tokens"]})
+        return out
+
+    before = accuracies(str(args.base_model))
     print(f"before NER training: {before}", file=sys.stderr)
     rows = [{"model": "base (before NER)", **before}]
     for rate in (float(r) for r in args.mlm_rates.split(",")):
         with tempfile.TemporaryDirectory() as tmp:
             run_args = argparse.Namespace(**vars(args), mlm_rate=rate, save_dir=tmp, tag=f"mlm{rate}", set=None)
             ner = run_spacy("ner", train, dev, run_args)
-            after = masked_token_accuracy(str(Path(tmp) / f"ner-mlm{rate}"), heldout, seed=args.seed)
+            after = accuracies(str(Path(tmp) / f"ner-mlm{rate}"))
         row = {"model": f"after NER, fill_mask mlm_rate={rate}", **after, **ner}
         print(json.dumps(row), file=sys.stderr)
         rows.append(row)
