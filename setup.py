@@ -44,6 +44,7 @@ setup(
             "fill_mask = spacy_mlm.pipes.fill_mask:make_fill_mask",
             "trf_similarity = spacy_mlm.pipes.similarity:make_trf_similarity",
             "trf_ner = spacy_mlm.pipes.ner:make_trf_ner",
+            "trf_beam_ner = spacy_mlm.pipes.ner:make_trf_beam_ner",
             "trf_textcat = spacy_mlm.pipes.textcat:make_trf_textcat",
             "trf_textcat_multilabel = spacy_mlm.pipes.textcat:make_trf_textcat_multilabel",
         ],

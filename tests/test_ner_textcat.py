@@ -198,3 +198,29 @@ def test_trf_textcat_score_skips_docs_without_cats(bert_checkpoint):
     nlp.initialize(lambda: examples)
     unlabeled = [Example.from_dict(nlp.make_doc(eg.reference.text), {}) for eg in examples]
     assert nlp.evaluate(examples + unlabeled)["cats_score"] == nlp.evaluate(examples)["cats_score"]
+
+
+def test_trf_beam_ner_trains_and_round_trips(bert_checkpoint, tmp_path):
+    """Beam search on the shared encoder: trains, predicts, and loads back with the same beam and
+    the same entities. (How well beam NER learns is spaCy's; on a 4-sentence set with a tiny random
+    encoder it is too unsteady to assert, so WNUT-17 figures are in BENCHMARKS.md.)"""
+    spacy.util.fix_random_seed(0)
+    nlp = nlp_with(bert_checkpoint, "trf_beam_ner")
+    ner = nlp.get_pipe("trf_beam_ner")
+    assert ner.cfg["beam_width"] == 4 and ner.head_lr_scale == 1.0
+    examples = ner_examples(nlp)
+    optimizer = nlp.initialize(lambda: examples)
+    head = [n for n in ner.model.walk() if n.param_names]
+    before = [n.get_param(p).copy() for n in head for p in n.param_names if n.has_param(p)]
+    for _ in range(20):
+        nlp.update(examples, sgd=optimizer, drop=0.0)
+    after = [n.get_param(p) for n in head for p in n.param_names if n.has_param(p)]
+    assert any(float(abs(a - b).max()) > 0 for a, b in zip(after, before))
+    texts = [t for t, _ in NER_DATA] + ["", "   "]
+    predicted = [[(e.start_char, e.end_char, e.label_) for e in doc.ents] for doc in nlp.pipe(texts)]
+    assert predicted[-2:] == [[], []]
+    assert {label for ents in predicted for _, _, label in ents} <= {"LOC"}
+    nlp.to_disk(tmp_path / "p")
+    loaded = spacy.load(tmp_path / "p")
+    assert loaded.get_pipe("trf_beam_ner").cfg["beam_width"] == 4
+    assert [[(e.start_char, e.end_char, e.label_) for e in doc.ents] for doc in loaded.pipe(texts)] == predicted

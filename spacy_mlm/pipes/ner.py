@@ -59,6 +59,47 @@ def make_trf_ner(
     return with_head_lr_scale(ner, head_lr_scale)
 
 
+@Language.factory(
+    "trf_beam_ner",
+    assigns=["doc.ents", "token.ent_iob", "token.ent_type"],
+    requires=["doc._.trf_data"],
+    default_config={
+        "model": DEFAULT_TRF_NER_MODEL,
+        "moves": None,
+        "update_with_oracle_cut_size": 100,
+        "beam_width": 4,
+        "beam_density": 0.01,
+        "beam_update_prob": 1.0,
+        "incorrect_spans_key": None,
+        "scorer": {"@scorers": "spacy.ner_scorer.v1"},
+        "head_lr_scale": HEAD_LR_SCALE,
+    },
+    default_score_weights={"ents_f": 1.0, "ents_p": 0.0, "ents_r": 0.0, "ents_per_type": None},
+)
+def make_trf_beam_ner(
+    nlp: Language,
+    name: str,
+    model: Model,
+    moves: Optional[object],
+    update_with_oracle_cut_size: int,
+    beam_width: int,
+    beam_density: float,
+    beam_update_prob: float,
+    incorrect_spans_key: Optional[str],
+    scorer: Optional[Callable],
+    head_lr_scale: float,
+) -> "TrfEntityRecognizer":
+    """trf_ner with spaCy's beam search (what `beam_ner` is to `ner`): it keeps beam_width
+    analyses per doc in training and prediction. head_lr_scale 1: with 10 the beam's larger
+    updates made WNUT-17 F1 worse (BENCHMARKS.md)."""
+    ner = TrfEntityRecognizer(
+        nlp.vocab, model, name=name, moves=moves, update_with_oracle_cut_size=update_with_oracle_cut_size,
+        beam_width=beam_width, beam_density=beam_density, beam_update_prob=beam_update_prob,
+        incorrect_spans_key=incorrect_spans_key, scorer=scorer,
+    )
+    return with_head_lr_scale(ner, head_lr_scale)
+
+
 class TrfEntityRecognizer(ScaledHead, EntityRecognizer):
     """EntityRecognizer that checks its transformer and warns on dev labels unseen in training."""
 
