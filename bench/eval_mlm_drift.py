@@ -28,10 +28,11 @@ from spacy_mlm.pretrain.tokenizer import iter_corpus_lines
 
 @torch.no_grad()
 def masked_token_accuracy(
-    model: str, texts: Sequence[str], rate: float = 0.15, seed: int = 0, max_length: int = 128
+    scorer: Any, texts: Sequence[str], rate: float = 0.15, seed: int = 0, max_length: int = 128
 ) -> Dict[str, float]:
-    """Top-1 accuracy of the MLM (pipeline with fill_mask, or HF checkpoint) on masked wordpieces."""
-    encoder, head, tokenizer = load_scorer(model)
+    """Top-1 accuracy of the MLM on masked wordpieces; scorer: load_scorer(pipeline with
+    fill_mask, or HF checkpoint)."""
+    encoder, head, tokenizer = scorer
     encoder.eval()
     generator = torch.Generator().manual_seed(seed)
     hits = total = 0
@@ -77,8 +78,9 @@ def main(argv: Optional[Sequence[str]] = None) -> List[Dict[str, Any]]:
 
     def accuracies(model: str) -> Dict[str, float]:
         out: Dict[str, float] = {}
+        scorer = load_scorer(model)  # once for every held-out text
         for name, texts in heldouts.items():
-            acc = masked_token_accuracy(model, texts, seed=args.seed)
+            acc = masked_token_accuracy(scorer, texts, seed=args.seed)
             suffix = "" if name == "wikitext2_test" else f"_{name}"
             out.update({f"masked_token_accuracy{suffix}": acc["masked_token_accuracy"],
                         f"masked_tokens{suffix}": acc["masked_tokens"]})

@@ -43,7 +43,7 @@ def test_two_processes_match_one(tmp_path, pt_corpus, pt_model):
         assert abs(a - b) < 1e-4, (one, two)
     assert abs(eval_one[0] - eval_two[0]) < 1e-4
     # Same final weights, and they moved from the start (a 4-step loss curve on random masks is
-    # too noisy to show learning; tests/test_pretrain.py checks that on longer runs).
+    # too noisy to show learning; tests/test_pretrain_loop.py checks that on a longer run).
     start = load_file(str(pt_model / "model.safetensors"))
     w_one = load_file(str(tmp_path / "one" / "final" / "model.safetensors"))
     w_two = load_file(str(tmp_path / "two" / "final" / "model.safetensors"))

@@ -26,20 +26,24 @@ DEFAULT_TRF_NER_MODEL = {
 }
 
 
-@Language.factory(
-    "trf_ner",
-    assigns=["doc.ents", "token.ent_iob", "token.ent_type"],
-    requires=["doc._.trf_data"],
-    default_config={
-        "model": DEFAULT_TRF_NER_MODEL,
-        "moves": None,
-        "update_with_oracle_cut_size": 100,
-        "incorrect_spans_key": None,
-        "scorer": {"@scorers": "spacy.ner_scorer.v1"},
-        "head_lr_scale": HEAD_LR_SCALE,
-    },
-    default_score_weights={"ents_f": 1.0, "ents_p": 0.0, "ents_r": 0.0, "ents_per_type": None},
-)
+NER_CONFIG = {
+    "model": DEFAULT_TRF_NER_MODEL,
+    "moves": None,
+    "update_with_oracle_cut_size": 100,
+    "incorrect_spans_key": None,
+    "scorer": {"@scorers": "spacy.ner_scorer.v1"},
+    "head_lr_scale": HEAD_LR_SCALE,
+}
+# What spaCy's beam_ner adds to ner (beam_width 4 and update prob 1: what BENCHMARKS.md measured).
+BEAM_CONFIG = {"beam_width": 4, "beam_density": 0.01, "beam_update_prob": 1.0}
+NER_FACTORY = {
+    "assigns": ["doc.ents", "token.ent_iob", "token.ent_type"],
+    "requires": ["doc._.trf_data"],
+    "default_score_weights": {"ents_f": 1.0, "ents_p": 0.0, "ents_r": 0.0, "ents_per_type": None},
+}
+
+
+@Language.factory("trf_ner", default_config=NER_CONFIG, **NER_FACTORY)
 def make_trf_ner(
     nlp: Language,
     name: str,
@@ -59,35 +63,19 @@ def make_trf_ner(
     return with_head_lr_scale(ner, head_lr_scale)
 
 
-@Language.factory(
-    "trf_beam_ner",
-    assigns=["doc.ents", "token.ent_iob", "token.ent_type"],
-    requires=["doc._.trf_data"],
-    default_config={
-        "model": DEFAULT_TRF_NER_MODEL,
-        "moves": None,
-        "update_with_oracle_cut_size": 100,
-        "beam_width": 4,
-        "beam_density": 0.01,
-        "beam_update_prob": 1.0,
-        "incorrect_spans_key": None,
-        "scorer": {"@scorers": "spacy.ner_scorer.v1"},
-        "head_lr_scale": HEAD_LR_SCALE,
-    },
-    default_score_weights={"ents_f": 1.0, "ents_p": 0.0, "ents_r": 0.0, "ents_per_type": None},
-)
+@Language.factory("trf_beam_ner", default_config={**NER_CONFIG, **BEAM_CONFIG}, **NER_FACTORY)
 def make_trf_beam_ner(
     nlp: Language,
     name: str,
     model: Model,
     moves: Optional[object],
     update_with_oracle_cut_size: int,
-    beam_width: int,
-    beam_density: float,
-    beam_update_prob: float,
     incorrect_spans_key: Optional[str],
     scorer: Optional[Callable],
     head_lr_scale: float,
+    beam_width: int,
+    beam_density: float,
+    beam_update_prob: float,
 ) -> "TrfEntityRecognizer":
     """trf_ner with spaCy's beam search (what `beam_ner` is to `ner`): it keeps beam_width
     analyses per doc in training and prediction. head_lr_scale 1: with 10 the beam's larger
