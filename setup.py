@@ -45,12 +45,14 @@ setup(
             "trf_similarity = spacy_mlm.pipes.similarity:make_trf_similarity",
             "trf_ner = spacy_mlm.pipes.ner:make_trf_ner",
             "trf_beam_ner = spacy_mlm.pipes.ner:make_trf_beam_ner",
+            "trf_tagger_ner = spacy_mlm.pipes.tagger_ner:make_trf_tagger_ner",
             "trf_textcat = spacy_mlm.pipes.textcat:make_trf_textcat",
             "trf_textcat_multilabel = spacy_mlm.pipes.textcat:make_trf_textcat_multilabel",
         ],
         "spacy_cli": ["mlm = spacy_mlm.spacy_cli"],
         # spaCy's registry.layers is thinc's: entry point group "thinc_layers".
         "thinc_layers": ["spacy_mlm.reduce_first.v1 = spacy_mlm.layers:reduce_first"],
+        "spacy_architectures": ["spacy_mlm.TokenClassifier.v1 = spacy_mlm.pipes.tagger_ner:build_token_classifier"],
         "console_scripts": ["spacy-mlm = spacy_mlm.cli:main"],
     },
     classifiers=[

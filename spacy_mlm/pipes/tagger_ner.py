@@ -1,0 +1,278 @@
+"""trf_tagger_ner: entities as per-token BILUO tags on the shared transformer.
+
+The token-classification recipe of HF's `AutoModelForTokenClassification` (one softmax per
+token over the tags, cross-entropy averaged over tokens) inside a spaCy component: `doc.ents`,
+the NER scorer, `spacy train` and `to_disk` work as with `trf_ner`. Predictions are decoded with
+Viterbi over the valid BILUO transitions, so every predicted span is well formed.
+"""
+
+import math
+from functools import partial
+from itertools import islice
+from typing import Any, Callable, Dict, Iterable, List, Optional, Sequence, Tuple
+
+import numpy
+from spacy.language import Language
+from spacy.pipeline import TrainablePipe
+from spacy.tokens import Doc
+from spacy.training import Example, biluo_tags_to_spans, validate_examples, validate_get_examples
+from spacy.util import registry
+from thinc.api import Model, Softmax_v2, chain, set_dropout_rate, with_array
+from thinc.types import Floats2d, Ints1d
+
+from ..errors import SpacyMlmError
+from ._listener import LISTENER_CONFIG, ScaledHead, check_transformer_before, warn_unseen_labels, with_head_lr_scale
+
+OUT = "O"
+DEFAULT_TAGGER_NER_MODEL = {
+    "@architectures": "spacy_mlm.TokenClassifier.v1",
+    "nO": None,
+    "init_std": 0.02,
+    "tok2vec": LISTENER_CONFIG,
+}
+
+
+@registry.architectures("spacy_mlm.TokenClassifier.v1")
+def build_token_classifier(
+    tok2vec: Model[List[Doc], List[Floats2d]], nO: Optional[int] = None, init_std: float = 0.02
+) -> Model[List[Doc], List[Floats2d]]:
+    """Token vectors (the listener's: mean of each token's wordpieces) -> linear layer -> softmax
+    over the tags; softmaxed in training, logits in prediction. The weights start as HF's
+    classifier does, N(0, init_std), not at zero as in spacy.Tagger.v2: with zero weights the
+    encoder gets no gradient until the head has grown, which at fine-tuning rates takes most of a
+    short training run (WNUT-17: BENCHMARKS.md)."""
+    width = tok2vec.get_dim("nO") if tok2vec.has_dim("nO") else None
+    output_layer = Softmax_v2(nO, width, init_W=partial(normal_weights, std=init_std), normalize_outputs=False)
+    model = chain(tok2vec, with_array(output_layer))
+    model.set_ref("tok2vec", tok2vec)
+    model.set_ref("output_layer", output_layer)
+    return model
+
+
+def normal_weights(ops: Any, shape: Tuple[int, ...], *, std: float) -> Any:
+    """N(0, std) weights from numpy's global generator (seeded by spacy.util.fix_random_seed)."""
+    return ops.asarray(numpy.random.normal(0.0, std, shape).astype("float32"))
+
+
+@Language.factory(
+    "trf_tagger_ner",
+    assigns=["doc.ents", "token.ent_iob", "token.ent_type"],
+    requires=["doc._.trf_data"],
+    default_config={
+        "model": DEFAULT_TAGGER_NER_MODEL,
+        "scorer": {"@scorers": "spacy.ner_scorer.v1"},
+        "head_lr_scale": 1.0,
+    },
+    default_score_weights={"ents_f": 1.0, "ents_p": 0.0, "ents_r": 0.0, "ents_per_type": None},
+)
+def make_trf_tagger_ner(
+    nlp: Language, name: str, model: Model, scorer: Optional[Callable], head_lr_scale: float
+) -> "TrfTaggerEntityRecognizer":
+    """NER as token classification: add it after a `transformer` and train.
+    head_lr_scale: the tag softmax's learning rate as a multiple of the optimizer's (the encoder's)."""
+    return with_head_lr_scale(TrfTaggerEntityRecognizer(nlp.vocab, model, name, scorer=scorer), head_lr_scale)
+
+
+def biluo_tag_names(entity_labels: Sequence[str]) -> List[str]:
+    """The tag set: O, then B-, I-, L-, U- of each entity label."""
+    return [OUT] + [f"{move}-{label}" for label in entity_labels for move in "BILU"]
+
+
+def allowed_transitions(tags: Sequence[str]) -> numpy.ndarray:
+    """allowed[i, j]: tag j may follow tag i. Row/column len(tags) is the doc's start/end."""
+    n = len(tags)
+    allowed = numpy.zeros((n + 1, n + 1), dtype=bool)
+    for i, prev in enumerate([*tags, OUT]):  # the start state behaves like O
+        inside = prev[0] in "BI"
+        for j, tag in enumerate(tags):
+            if inside:
+                allowed[i, j] = tag[0] in "IL" and tag[2:] == prev[2:]
+            else:
+                allowed[i, j] = tag == OUT or tag[0] in "BU"
+        allowed[i, n] = not inside  # a doc can't end inside an entity
+    return allowed
+
+
+def viterbi(log_probs: numpy.ndarray, allowed: numpy.ndarray) -> numpy.ndarray:
+    """The best tag sequence under the allowed transitions (start/end in row/column -1)."""
+    n_tokens, n_tags = log_probs.shape
+    if n_tokens == 0:
+        return numpy.zeros((0,), dtype="i")
+    penalty = numpy.where(allowed, 0.0, -numpy.inf)
+    score = penalty[-1, :n_tags] + log_probs[0]
+    backpointers = numpy.zeros((n_tokens, n_tags), dtype="i")
+    for t in range(1, n_tokens):
+        candidates = score[:, None] + penalty[:n_tags, :n_tags]
+        backpointers[t] = candidates.argmax(axis=0)
+        score = candidates.max(axis=0) + log_probs[t]
+    best = numpy.zeros((n_tokens,), dtype="i")
+    best[-1] = int((score + penalty[:n_tags, -1]).argmax())
+    for t in range(n_tokens - 1, 0, -1):
+        best[t - 1] = backpointers[t, best[t]]
+    return best
+
+
+def log_softmax(logits: numpy.ndarray) -> numpy.ndarray:
+    shifted = logits - logits.max(axis=1, keepdims=True)
+    return shifted - numpy.log(numpy.exp(shifted).sum(axis=1, keepdims=True))
+
+
+class TrfTaggerEntityRecognizer(ScaledHead, TrainablePipe):
+    """Sets doc.ents from a BILUO tag per token. `labels` are the entity labels (as for spaCy's
+    `ner`); the model's outputs are `tags` (biluo_tag_names(labels))."""
+
+    def __init__(self, vocab, model: Model, name: str = "trf_tagger_ner", *, scorer: Optional[Callable] = None):
+        self.vocab = vocab
+        self.model = model
+        self.name = name
+        self.scorer = scorer
+        self.cfg: Dict[str, Any] = {"labels": []}
+        self._allowed: Optional[numpy.ndarray] = None
+
+    @property
+    def labels(self) -> tuple:
+        return tuple(self.cfg["labels"])
+
+    @property
+    def label_data(self) -> tuple:
+        return self.labels
+
+    @property
+    def tags(self) -> List[str]:
+        return biluo_tag_names(self.labels)
+
+    def add_label(self, label: str) -> int:
+        if not isinstance(label, str):
+            raise ValueError(f"'{self.name}': labels are strings, got {label!r}.")
+        if label in self.labels:
+            return 0
+        output = self.model.get_ref("output_layer")
+        if output.has_dim("nO"):
+            raise SpacyMlmError(
+                f"'{self.name}': cannot add label {label!r} to an initialized model (its softmax has "
+                f"{output.get_dim('nO')} tags). Add all labels before nlp.initialize(), or pass them "
+                "in [initialize.components] labels."
+            )
+        self.cfg["labels"].append(label)
+        self.vocab.strings.add(label)
+        self._allowed = None
+        return 1
+
+    def predict(self, docs: Iterable[Doc]) -> List[Ints1d]:
+        """The tag ids of each doc's best valid BILUO sequence (docs are not modified)."""
+        docs = list(docs)
+        if not any(len(doc) for doc in docs):
+            return [numpy.zeros((0,), dtype="i") for _ in docs]
+        scores = self.model.predict(docs)
+        return [self.decode(doc, self.model.ops.to_numpy(doc_scores)) for doc, doc_scores in zip(docs, scores)]
+
+    def decode(self, doc: Doc, logits: numpy.ndarray) -> numpy.ndarray:
+        """The tag ids of the best valid BILUO sequence for one doc's logits (tokens x tags)."""
+        if self._allowed is None:
+            self._allowed = allowed_transitions(self.tags)
+        log_probs = log_softmax(logits)
+        # As in spaCy's ner, entities neither start nor end on a whitespace token.
+        edges = numpy.array([tag[0] in "BLU" for tag in self.tags])
+        spaces = numpy.array([token.is_space for token in doc], dtype=bool)
+        log_probs[numpy.ix_(spaces, edges)] = -numpy.inf
+        return viterbi(log_probs, self._allowed)
+
+    def set_annotations(self, docs: Iterable[Doc], batch_tag_ids: Sequence[Ints1d]) -> None:
+        """Add the predicted entities; entities already on the doc (e.g. an entity_ruler's) win
+        where they overlap."""
+        tags = self.tags
+        for doc, tag_ids in zip(docs, batch_tag_ids):
+            predicted = biluo_tags_to_spans(doc, [tags[i] for i in tag_ids])
+            taken = {i for ent in doc.ents for i in range(ent.start, ent.end)}
+            new = [s for s in predicted if not taken.intersection(range(s.start, s.end))]
+            doc.set_ents(list(doc.ents) + new, default="outside")
+
+    def update(self, examples: Iterable[Example], *, drop: float = 0.0, sgd=None, losses=None) -> Dict[str, float]:
+        examples = list(examples)
+        if losses is None:
+            losses = {}
+        losses.setdefault(self.name, 0.0)
+        validate_examples(examples, "TrfTaggerEntityRecognizer.update")
+        if not any(len(eg.predicted) for eg in examples):
+            return losses
+        set_dropout_rate(self.model, drop)
+        scores, backprop = self.model.begin_update([eg.predicted for eg in examples])
+        loss, d_scores = self.get_loss(examples, scores)
+        backprop(d_scores)
+        if sgd not in (None, False):
+            self.finish_update(sgd)
+        losses[self.name] += loss
+        return losses
+
+    def get_loss(self, examples: Iterable[Example], scores: List[Floats2d]):
+        """Cross-entropy per token, averaged over the batch's tokens (HF's token-classification
+        loss). Tokens without gold annotation ('-') or misaligned with the gold tokens don't count."""
+        validate_examples(examples, "TrfTaggerEntityRecognizer.get_loss")
+        tags = self.tags
+        known = set(tags)
+        truths = []
+        for eg in examples:
+            doc_truths = [None if tag in (None, "-", "") else tag for tag in eg.get_aligned_ner()]
+            for tag in doc_truths:
+                if tag is not None and tag not in known:
+                    raise SpacyMlmError(
+                        f"'{self.name}': the training data has the entity label {tag[2:]!r}, which this "
+                        f"component doesn't know (labels: {list(self.labels)}). Initialize it with data "
+                        "that contains every label, or list them in [initialize.components] labels."
+                    )
+            truths.append(doc_truths)
+        # Mean over the labelled tokens, as HF's CrossEntropyLoss (thinc's normalize divides by
+        # the number of docs). The guesses are softmax outputs: d(loss)/d(logits) = (p - gold) / n.
+        n_labelled = max(1, sum(tag is not None for doc_truths in truths for tag in doc_truths))
+        index = {tag: i for i, tag in enumerate(tags)}
+        xp = self.model.ops.xp
+        loss, d_scores = 0.0, []
+        for guess, doc_truths in zip(scores, truths):
+            rows = [i for i, tag in enumerate(doc_truths) if tag is not None]
+            gold = [index[doc_truths[i]] for i in rows]
+            d_guess = guess.copy()
+            d_guess[[i for i, tag in enumerate(doc_truths) if tag is None]] = 0.0
+            d_guess[rows, gold] -= 1.0
+            loss -= float(xp.log(xp.clip(guess[rows, gold], 1e-12, 1.0)).sum()) if rows else 0.0
+            d_scores.append(d_guess / n_labelled)
+        loss /= n_labelled
+        if math.isnan(loss):
+            raise SpacyMlmError(f"'{self.name}': the loss is NaN; lower the learning rate or check the inputs.")
+        return loss, d_scores
+
+    def initialize(self, get_examples: Callable[[], Iterable[Example]], *, nlp: Optional[Language] = None,
+                   labels: Optional[Iterable[str]] = None) -> None:
+        validate_get_examples(get_examples, "TrfTaggerEntityRecognizer.initialize")
+        check_transformer_before(self, nlp)
+        if labels is None:
+            labels = sorted({ent.label_ for eg in get_examples() for ent in eg.reference.ents})
+        for label in labels:
+            self.add_label(label)
+        if not self.labels:
+            raise SpacyMlmError(
+                f"'{self.name}': no entity labels: the examples given to initialize have no entities. "
+                "Check the training data (doc.ents of the reference docs) or pass labels."
+            )
+        tags = self.tags
+        doc_sample, label_sample = [], []
+        for eg in islice(get_examples(), 10):
+            doc_sample.append(eg.predicted)
+            gold = eg.get_aligned_ner()
+            label_sample.append(self.model.ops.asarray2f([[float(t == g) for t in tags] for g in gold]).reshape(len(gold), len(tags)))
+        self.model.initialize(X=doc_sample, Y=label_sample)
+        self._allowed = None
+
+    def score(self, examples: Iterable[Example], **kwargs) -> Dict[str, Any]:
+        examples = list(examples)
+        gold = {ent.label_ for eg in examples for ent in eg.reference.ents}
+        warn_unseen_labels(self.name, gold, set(self.labels))
+        return super().score(examples, **kwargs)
+
+    def from_bytes(self, bytes_data: bytes, *, exclude=tuple()):
+        self._allowed = None
+        return super().from_bytes(bytes_data, exclude=exclude)
+
+    def from_disk(self, path, *, exclude=tuple()):
+        self._allowed = None
+        return super().from_disk(path, exclude=exclude)
+
