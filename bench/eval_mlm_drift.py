@@ -1,6 +1,7 @@
 """Does fill_mask survive NER fine-tuning? Masked-token accuracy before and after WNUT-17 NER
-training of transformer + fill_mask + trf_ner, with fill_mask training (mlm_rate > 0) and
-without it (mlm_rate 0: the head stays as it was while the encoder moves), plus NER F1 of both.
+training of transformer + fill_mask + configs/ner.cfg's NER pipe (trf_tagger_ner), with fill_mask
+training (mlm_rate > 0) and without it (mlm_rate 0: the head stays as it was while the encoder
+moves), plus NER F1 of both.
 
     python bench/eval_mlm_drift.py --base-model CHECKPOINT_WITH_MLM_HEAD --epochs 3
 
