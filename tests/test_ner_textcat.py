@@ -62,14 +62,18 @@ def train(nlp, examples, steps):
     return losses_per_step
 
 
-@pytest.fixture(scope="module")
-def trained_ner(bert_checkpoint):
-    """trf_ner trained on strided windows of 8 tokens (stride 6), so long docs span many windows."""
+def train_on_small_windows(checkpoint, pipe, steps):
+    """`pipe` trained on strided windows of 8 tokens (stride 6), so long docs span many windows."""
     spacy.util.fix_random_seed(0)
     spans = {"get_spans": {"@span_getters": "spacy-transformers.strided_spans.v1", "window": 8, "stride": 6}}
-    nlp = nlp_with(bert_checkpoint, "trf_ner", transformer_config=spans)
-    losses = train(nlp, ner_examples(nlp, with_long=True), 120)
+    nlp = nlp_with(checkpoint, pipe, transformer_config=spans)
+    losses = train(nlp, ner_examples(nlp, with_long=True), steps)
     return nlp, losses
+
+
+@pytest.fixture(scope="module")
+def trained_ner(bert_checkpoint):
+    return train_on_small_windows(bert_checkpoint, "trf_ner", 200)
 
 
 def test_trf_ner_trains_with_no_further_config(trained_ner):
