@@ -7,7 +7,7 @@ Viterbi over the valid BILUO transitions, so every predicted span is well formed
 """
 
 import math
-from functools import partial
+from functools import lru_cache, partial
 from itertools import islice
 from typing import Any, Callable, Dict, Iterable, List, Optional, Sequence, Tuple
 
@@ -78,6 +78,14 @@ def biluo_tag_names(entity_labels: Sequence[str]) -> List[str]:
     return [OUT] + [f"{move}-{label}" for label in entity_labels for move in "BILU"]
 
 
+@lru_cache(maxsize=16)
+def decoding_constraints(entity_labels: Tuple[str, ...]) -> Tuple[numpy.ndarray, numpy.ndarray]:
+    """For a label set: allowed_transitions of its tags, and which tags may not sit on a
+    whitespace token (B, L, U: as in spaCy's ner, entities neither start nor end on whitespace)."""
+    tags = biluo_tag_names(entity_labels)
+    return allowed_transitions(tags), numpy.array([tag[0] in "BLU" for tag in tags])
+
+
 def allowed_transitions(tags: Sequence[str]) -> numpy.ndarray:
     """allowed[i, j]: tag j may follow tag i. Row/column len(tags) is the doc's start/end."""
     n = len(tags)
@@ -127,7 +135,6 @@ class TrfTaggerEntityRecognizer(ScaledHead, TrainablePipe):
         self.name = name
         self.scorer = scorer
         self.cfg: Dict[str, Any] = {"labels": []}
-        self._allowed: Optional[numpy.ndarray] = None
 
     @property
     def labels(self) -> tuple:
@@ -155,7 +162,6 @@ class TrfTaggerEntityRecognizer(ScaledHead, TrainablePipe):
             )
         self.cfg["labels"].append(label)
         self.vocab.strings.add(label)
-        self._allowed = None
         return 1
 
     def predict(self, docs: Iterable[Doc]) -> List[Ints1d]:
@@ -168,14 +174,11 @@ class TrfTaggerEntityRecognizer(ScaledHead, TrainablePipe):
 
     def decode(self, doc: Doc, logits: numpy.ndarray) -> numpy.ndarray:
         """The tag ids of the best valid BILUO sequence for one doc's logits (tokens x tags)."""
-        if self._allowed is None:
-            self._allowed = allowed_transitions(self.tags)
+        allowed, not_on_space = decoding_constraints(self.labels)
         log_probs = log_softmax(logits)
-        # As in spaCy's ner, entities neither start nor end on a whitespace token.
-        edges = numpy.array([tag[0] in "BLU" for tag in self.tags])
         spaces = numpy.array([token.is_space for token in doc], dtype=bool)
-        log_probs[numpy.ix_(spaces, edges)] = -numpy.inf
-        return viterbi(log_probs, self._allowed)
+        log_probs[numpy.ix_(spaces, not_on_space)] = -numpy.inf
+        return viterbi(log_probs, allowed)
 
     def set_annotations(self, docs: Iterable[Doc], batch_tag_ids: Sequence[Ints1d]) -> None:
         """Add the predicted entities; entities already on the doc (e.g. an entity_ruler's) win
@@ -260,19 +263,10 @@ class TrfTaggerEntityRecognizer(ScaledHead, TrainablePipe):
             gold = eg.get_aligned_ner()
             label_sample.append(self.model.ops.asarray2f([[float(t == g) for t in tags] for g in gold]).reshape(len(gold), len(tags)))
         self.model.initialize(X=doc_sample, Y=label_sample)
-        self._allowed = None
 
     def score(self, examples: Iterable[Example], **kwargs) -> Dict[str, Any]:
         examples = list(examples)
         gold = {ent.label_ for eg in examples for ent in eg.reference.ents}
         warn_unseen_labels(self.name, gold, set(self.labels))
         return super().score(examples, **kwargs)
-
-    def from_bytes(self, bytes_data: bytes, *, exclude=tuple()):
-        self._allowed = None
-        return super().from_bytes(bytes_data, exclude=exclude)
-
-    def from_disk(self, path, *, exclude=tuple()):
-        self._allowed = None
-        return super().from_disk(path, exclude=exclude)
 
