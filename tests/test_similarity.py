@@ -85,3 +85,61 @@ def test_batch_matches_single(bert_checkpoint):
     texts = ["", "paris", "the capital of france is paris " * 10, "  "]
     for doc, text in zip(nlp.pipe(texts, batch_size=3), texts):
         numpy.testing.assert_allclose(doc.vector, nlp(text).vector, atol=1e-5)
+
+
+LONG_TEXT = " ".join(TEXTS[:2] * 6) + " berlin"  # 91 tokens: 6 windows of 24 tokens, stride 16
+WINDOWED = {"get_spans": {"@span_getters": "spacy-transformers.strided_spans.v1", "window": 24, "stride": 16}}
+
+
+def by_hand(trf, n_tokens):
+    """Reference for long docs, with loops: per token, the window where its wordpieces are best
+    centred (ties: earlier); the doc pools those once plus the first/last window's outer specials."""
+    seq_len = trf.wordpieces.input_ids.shape[1]
+    lengths = trf.wordpieces.attention_mask.sum(axis=1)
+    chosen = {}
+    for i in range(n_tokens):
+        per_window = {}
+        for flat in trf.align[i].dataXd.ravel().tolist():
+            per_window.setdefault(flat // seq_len, []).append(flat)
+        if per_window:
+            margins = {w: min(min(f % seq_len, int(lengths[w]) - 1 - f % seq_len) for f in fs) for w, fs in per_window.items()}
+            best = max(sorted(per_window), key=margins.get)  # max keeps the first of equal margins
+            chosen[i] = per_window[best]
+    aligned = {f for i in range(n_tokens) for f in trf.align[i].dataXd.ravel().tolist()}
+    last = len(lengths) - 1
+    first_hit = min(f for f in aligned if f < seq_len)
+    last_hit = max(f for f in aligned if f // seq_len == last)
+    specials = [p for p in range(first_hit)] + [last * seq_len + p for p in range(last_hit % seq_len + 1, int(lengths[last]))]
+    return chosen, sorted({f for fs in chosen.values() for f in fs} | set(specials))
+
+
+def test_long_doc_vectors_count_each_wordpiece_once(bert_checkpoint):
+    nlp = make_nlp(bert_checkpoint, ("trf_similarity", {"normalize": False}), transformer_config=WINDOWED)
+    doc = nlp(LONG_TEXT)
+    trf = doc._.trf_data
+    assert trf.wordpieces.input_ids.shape[0] > 3  # really several overlapping windows
+    flat = trf.model_output.last_hidden_state.reshape(-1, trf.width)
+    chosen, pooled = by_hand(trf, len(doc))
+    # Each wordpiece of the text once, plus one [CLS] and one [SEP]: what a single pass would see.
+    tok = AutoTokenizer.from_pretrained(str(bert_checkpoint))
+    assert len(pooled) == len(tok(LONG_TEXT)["input_ids"])
+    numpy.testing.assert_allclose(doc.vector, flat[pooled].mean(axis=0), atol=1e-5)
+    for i, token in enumerate(doc):
+        numpy.testing.assert_allclose(token.vector, flat[chosen[i]].mean(axis=0), atol=1e-5)
+    span = doc[30:50]  # crosses window borders
+    numpy.testing.assert_allclose(span.vector, numpy.stack([flat[chosen[i]].mean(0) for i in range(30, 50)]).mean(0), atol=1e-5)
+    # A token near a window edge takes the window where it has context on both sides.
+    seq_len = trf.wordpieces.input_ids.shape[1]
+    in_two = [i for i in range(len(doc)) if len({f // seq_len for f in trf.align[i].dataXd.ravel()}) > 1]
+    assert in_two and all(len(chosen[i]) < len(trf.align[i].dataXd.ravel()) for i in in_two)
+
+
+@pytest.mark.parametrize("pooling", ["max", "cls"])
+def test_long_doc_other_poolings(pooling, bert_checkpoint):
+    nlp = make_nlp(bert_checkpoint, ("trf_similarity", {"pooling": pooling, "normalize": False}), transformer_config=WINDOWED)
+    doc = nlp(LONG_TEXT)
+    trf = doc._.trf_data
+    hidden = trf.model_output.last_hidden_state
+    _, pooled = by_hand(trf, len(doc))
+    expected = hidden[0, 0] if pooling == "cls" else hidden.reshape(-1, trf.width)[pooled].max(axis=0)
+    numpy.testing.assert_allclose(doc.vector, expected, atol=1e-5)

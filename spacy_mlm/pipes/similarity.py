@@ -15,11 +15,11 @@ from spacy import util
 from spacy.language import Language
 from spacy.pipeline import Pipe
 from spacy.tokens import Doc
-from thinc.api import get_array_module
 
 from ..errors import SpacyMlmError
 from ..util import IN_PLACE_HINT, atomic_write_text, disk_writes
 from ._upstream import get_upstream_transformer
+from ._windows import _to_numpy, doc_pieces, token_pieces
 
 POOLINGS = ("mean", "cls", "max")
 # (doc vector, per-token vectors, per-token "has wordpieces" flags)
@@ -96,31 +96,31 @@ class TrfSimilarity(Pipe):
                 )
             width = self.cfg["width"]
             return (numpy.zeros((width,), "f"), numpy.zeros((len(doc), width), "f"), numpy.zeros((len(doc),), bool))
-        xp = get_array_module(hidden)
-        hidden = xp.asarray(hidden, dtype="f")
+        hidden = _to_numpy(hidden).astype("f", copy=False)
         width = hidden.shape[-1]
         self.cfg["width"] = int(width)
-        mask = xp.asarray(trf_data.wordpieces.attention_mask, dtype="f")
+        flat_hidden = hidden.reshape(-1, width)
+        # Long docs come in overlapping windows: pool each wordpiece once (see _windows).
+        pooled = flat_hidden[doc_pieces(trf_data)]
         if self.pooling == "cls":
             doc_vector = hidden[0, 0]
         elif self.pooling == "max":
-            doc_vector = xp.where(mask[..., None] > 0, hidden, -xp.inf).reshape(-1, width).max(axis=0)
+            doc_vector = pooled.max(axis=0) if len(pooled) else numpy.zeros((width,), "f")
         else:
-            doc_vector = (hidden * mask[..., None]).reshape(-1, width).sum(axis=0) / max(float(mask.sum()), 1.0)
-        # Token vectors: pool each token's aligned wordpieces (tokens with none get zeros).
-        flat = _to_numpy(hidden.reshape(-1, width))
-        lengths = numpy.asarray(_to_numpy(trf_data.align.lengths), dtype="i")
-        pieces = flat[numpy.asarray(_to_numpy(trf_data.align.dataXd)).ravel()]
-        owner = numpy.repeat(numpy.arange(len(lengths)), lengths)
+            doc_vector = pooled.sum(axis=0) / max(len(pooled), 1)
+        # Token vectors: pool each token's wordpieces (tokens with none get zeros).
+        owner, flat = token_pieces(trf_data)
+        pieces = flat_hidden[flat]
+        lengths = numpy.bincount(owner, minlength=len(doc))
         if self.pooling == "max":
-            token_vectors = numpy.full((len(lengths), width), -numpy.inf, "f")
+            token_vectors = numpy.full((len(doc), width), -numpy.inf, "f")
             numpy.maximum.at(token_vectors, owner, pieces)
             token_vectors[lengths == 0] = 0.0
         else:
-            token_vectors = numpy.zeros((len(lengths), width), "f")
+            token_vectors = numpy.zeros((len(doc), width), "f")
             numpy.add.at(token_vectors, owner, pieces)
             token_vectors /= numpy.maximum(lengths, 1)[:, None]
-        doc_vector = _to_numpy(doc_vector).astype("f")
+        doc_vector = numpy.asarray(doc_vector, "f")
         if not lengths.any():  # whitespace only: nothing but special tokens, so no meaning to pool
             doc_vector = numpy.zeros_like(doc_vector)
         return doc_vector, token_vectors, lengths > 0
@@ -147,10 +147,6 @@ class TrfSimilarity(Pipe):
     def from_bytes(self, data: bytes, *, exclude: Iterable[str] = tuple()) -> "TrfSimilarity":
         self.cfg.update(srsly.msgpack_loads(data)["cfg"])
         return self
-
-
-def _to_numpy(array) -> numpy.ndarray:
-    return array.get() if hasattr(array, "get") else numpy.asarray(array)
 
 
 def _l2(vector: numpy.ndarray) -> numpy.ndarray:
