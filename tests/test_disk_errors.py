@@ -14,10 +14,11 @@ import spacy
 import torch
 from safetensors.torch import load_file
 
-import spacy_mlm.pretrain.loop as loop
+import spacy_mlm.pretrain.checkpoint as checkpoint
 from spacy_mlm.cli import main as cli_main
 from spacy_mlm.errors import DiskWriteError, SpacyMlmError
-from spacy_mlm.pretrain.loop import checkpoint_problem, pretrain
+from spacy_mlm.pretrain.checkpoint import TRAINER_STATE, checkpoint_problem
+from spacy_mlm.pretrain.loop import pretrain
 from spacy_mlm.util import safe_to_disk
 
 from . import disk_faults
@@ -76,17 +77,17 @@ def reference(tmp_path_factory, run_opts):
 def test_disk_full_in_checkpoint_write_keeps_previous_checkpoint(tmp_path, monkeypatch, run_opts, reference):
     """ENOSPC while writing checkpoint 4 (optimizer file half written): clear error, checkpoint 2
     untouched and no temporary directory left; --resume from it reaches the uninterrupted weights."""
-    real_save_file = loop.save_file
+    real_save_file = checkpoint.save_file
 
     def full_disk(tensors, filename, *args, **kwargs):
-        if "step_00000004" in filename and filename.endswith("optimizer.safetensors"):
+        if "step_00000004" in filename and filename.endswith(TRAINER_STATE):
             with open(filename, "wb") as f:
                 f.write(b"\0" * 1000)  # what fitted before the disk filled up
             raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), filename)
         return real_save_file(tensors, filename, *args, **kwargs)
 
     out = tmp_path / "out"
-    monkeypatch.setattr(loop, "save_file", full_disk)
+    monkeypatch.setattr(checkpoint, "save_file", full_disk)
     with pytest.raises(DiskWriteError) as exc:
         pretrain(CONFIG, out, run_opts)
     message = str(exc.value)
@@ -96,7 +97,7 @@ def test_disk_full_in_checkpoint_write_keeps_previous_checkpoint(tmp_path, monke
     assert isinstance(exc.value, OSError) and exc.value.errno == errno.ENOSPC
     assert entries(out / "checkpoints") == ["step_00000002"]  # the half-written one was removed
     assert checkpoint_problem(out / "checkpoints" / "step_00000002") is None
-    monkeypatch.setattr(loop, "save_file", real_save_file)
+    monkeypatch.setattr(checkpoint, "save_file", real_save_file)
     assert_same_weights(reference, pretrain(CONFIG, out, run_opts, resume=True))
 
 

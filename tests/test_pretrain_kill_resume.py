@@ -10,7 +10,8 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
-from spacy_mlm.pretrain.loop import latest_checkpoint, pretrain
+from spacy_mlm.pretrain.checkpoint import latest_checkpoint
+from spacy_mlm.pretrain.loop import pretrain
 
 from .kill_harness import run_kill_chain
 from .pretrain_fixtures import CONFIG, overrides
@@ -49,8 +50,8 @@ def test_resume_skips_damaged_leftovers(tmp_path, pt_corpus, pt_model):
         pretrain(CONFIG, out, o, on_step=stop)
     ckpts = out / "checkpoints"
     newest = ckpts / "step_00000004"
-    data = (newest / "optimizer.safetensors").read_bytes()
-    (newest / "optimizer.safetensors").write_bytes(data[: len(data) // 2])  # e.g. a copy cut short
+    data = (newest / "trainer_state.safetensors").read_bytes()
+    (newest / "trainer_state.safetensors").write_bytes(data[: len(data) // 2])  # e.g. a copy cut short
     (ckpts / ".tmp-step_00000006").mkdir()
     (ckpts / ".tmp-step_00000006" / "model.safetensors").write_bytes(b"partial")
     with (out / "metrics.jsonl").open("a") as f:
@@ -58,7 +59,7 @@ def test_resume_skips_damaged_leftovers(tmp_path, pt_corpus, pt_model):
     (out / "run.json").write_text('{"config": "[paths]\\ntr')  # torn (before writes were atomic)
 
     with pytest.warns(UserWarning, match=r"Skipping the incomplete checkpoint .*step_00000004: "
-                                         r"optimizer\.safetensors is truncated"):
+                                         r"trainer_state\.safetensors is truncated"):
         assert latest_checkpoint(out, warn=True) == ckpts / "step_00000002"
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
