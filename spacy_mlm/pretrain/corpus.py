@@ -108,9 +108,14 @@ def read_docbin(path: Path) -> Iterator[str]:
             yield doc.text
 
 
-def _check_errors(encoding_errors: str) -> None:
+def _corpus(path: Optional[str], read: Callable[[Path], Iterator[str]], max_docs: Optional[int],
+            encoding_errors: str = "strict") -> Optional[Corpus]:
+    """The corpus of the file or directory at path (None: no corpus, e.g. no dev file)."""
+    if path is None:
+        return None
     if encoding_errors not in ENCODING_ERRORS:
         raise SpacyMlmError(f"encoding_errors = {encoding_errors!r}: use one of {', '.join(ENCODING_ERRORS)}.")
+    return Corpus(_files(path), read, max_docs)
 
 
 @registry.misc.register("spacy_mlm.PlainTextCorpus.v1")
@@ -119,27 +124,19 @@ def plain_text_corpus(
     max_docs: Optional[int] = None,
 ) -> Optional[Corpus]:
     """Plain text: one doc per line, or paragraphs separated by blank lines."""
-    if path is None:
-        return None
-    _check_errors(encoding_errors)
-    return Corpus(_files(path), lambda p: read_text(p, blank_line_separated, encoding_errors), max_docs)
+    return _corpus(path, lambda p: read_text(p, blank_line_separated, encoding_errors), max_docs, encoding_errors)
 
 
 @registry.misc.register("spacy_mlm.JsonlCorpus.v1")
 def jsonl_corpus(path: Optional[str], encoding_errors: str = "strict", max_docs: Optional[int] = None) -> Optional[Corpus]:
     """JSONL: one object per line with a `text` field."""
-    if path is None:
-        return None
-    _check_errors(encoding_errors)
-    return Corpus(_files(path), lambda p: read_jsonl(p, encoding_errors), max_docs)
+    return _corpus(path, lambda p: read_jsonl(p, encoding_errors), max_docs, encoding_errors)
 
 
 @registry.misc.register("spacy_mlm.DocBinCorpus.v1")
 def docbin_corpus(path: Optional[str], max_docs: Optional[int] = None) -> Optional[Corpus]:
     """spaCy `.spacy` DocBin files; the docs' texts are used."""
-    if path is None:
-        return None
-    return Corpus(_files(path), read_docbin, max_docs)
+    return _corpus(path, read_docbin, max_docs)
 
 
 @registry.misc.register("spacy_mlm.Corpus.v1")
@@ -148,9 +145,6 @@ def any_corpus(
     max_docs: Optional[int] = None,
 ) -> Optional[Corpus]:
     """Pick the reader from each file's suffix: .jsonl, .spacy, anything else is plain text."""
-    if path is None:
-        return None
-    _check_errors(encoding_errors)
 
     def read(p: Path) -> Iterator[str]:
         if p.suffix == ".jsonl":
@@ -159,7 +153,7 @@ def any_corpus(
             return read_docbin(p)
         return read_text(p, blank_line_separated, encoding_errors)
 
-    return Corpus(_files(path), read, max_docs)
+    return _corpus(path, read, max_docs, encoding_errors)
 
 
 def holdout(corpus: Corpus, every: int, keep_heldout: bool) -> Corpus:
