@@ -233,3 +233,21 @@ def test_spacy_transformers_import_failure_is_explained():
     assert last.startswith("spacy_mlm.errors.IncompatibleVersionsError: spacy-transformers/transformers could not "
                            "be imported (ModuleNotFoundError")
     assert "Installed: spacy 3.8" in last and "run pip install 'spacy>=3.8,<3.9'" in last
+
+
+def test_resume_of_an_old_format_checkpoint(tmp_path, pt_corpus, pt_model):
+    """A run dir whose checkpoints have the old five-file layout (optimizer.safetensors,
+    rng.safetensors, trainer_state.json): --resume names the checkpoint and the fix, which works."""
+    o = overrides(*pt_corpus, pt_model, training__max_steps=2, training__eval_frequency=0,
+                  training__checkpoint_frequency=1, system__threads=1)
+    out = tmp_path / "out"
+    pretrain(CONFIG, out, o)
+    old = out / "checkpoints" / "step_00000001"
+    (old / "trainer_state.safetensors").rename(old / "optimizer.safetensors")
+    (old / "rng.safetensors").write_bytes((old / "optimizer.safetensors").read_bytes())
+    (old / "trainer_state.json").write_text(json.dumps({"state": {"step": 1, "sequences": 8, "tokens": 256}}))
+    with pytest.raises(SpacyMlmError, match=r"step_00000001 was written by an older spacy-mlm .*cannot resume.* "
+                                            r"--paths\.base_model .*step_00000001 and a new output directory"):
+        pretrain(CONFIG, out, o, resume=True)
+    final = pretrain(CONFIG, tmp_path / "new", {**o, "paths.base_model": str(old), "training.max_steps": 1})
+    assert (final / "model.safetensors").is_file()

@@ -1,10 +1,12 @@
 """SIGKILL `spacy-mlm pretrain` at random (seeded) moments, many inside checkpoint writes; every
 --resume must start from the newest complete checkpoint and the result must equal an
-uninterrupted run. More kills: `python bench/kill_resume.py --kills 50`."""
+uninterrupted run. More kills: `python bench/kill_resume.py --kills 50`, which runs
+test_sigkill_and_resume_equals_uninterrupted with the SPACY_MLM_TEST_KILL* variables below."""
 
 import json
 import os
 import warnings
+from pathlib import Path
 
 import pytest
 import torch
@@ -13,7 +15,7 @@ from safetensors.torch import load_file
 from spacy_mlm.pretrain.checkpoint import latest_checkpoint
 from spacy_mlm.pretrain.loop import pretrain
 
-from .kill_harness import run_kill_chain
+from .kill_harness import PAUSE, run_kill_chain
 from .pretrain_fixtures import CONFIG, overrides
 
 pytest_plugins = ["tests.pretrain_fixtures"]
@@ -22,10 +24,18 @@ pytestmark = pytest.mark.usefixtures("restore_torch_threads")
 
 
 KILLS = int(os.environ.get("SPACY_MLM_TEST_KILLS", 10))
+SEED = int(os.environ.get("SPACY_MLM_TEST_KILL_SEED", 0))
+LAUNCHER = os.environ.get("SPACY_MLM_TEST_KILL_LAUNCHER", "fork")  # or "exec": every run a new process
+KILL_PAUSE = float(os.environ.get("SPACY_MLM_TEST_KILL_PAUSE", PAUSE))
+VERBOSE = bool(os.environ.get("SPACY_MLM_TEST_KILL_VERBOSE"))
+REPORT = os.environ.get("SPACY_MLM_TEST_KILL_REPORT")  # a JSON file for the report (bench/kill_resume.py)
 
 
 def test_sigkill_and_resume_equals_uninterrupted(tmp_path, pt_corpus, pt_model):
-    report = run_kill_chain(tmp_path, *pt_corpus, pt_model, kills=KILLS, seed=0)
+    report = run_kill_chain(tmp_path, *pt_corpus, pt_model, kills=KILLS, seed=SEED, pause=KILL_PAUSE,
+                            launcher=LAUNCHER, verbose=VERBOSE)
+    if REPORT:
+        Path(REPORT).write_text(json.dumps({"summary": report.summary(), **vars(report)}, indent=2), encoding="utf8")
     print(f"\nkill/resume: {report.summary()}; resumed from steps {report.resumed_from}")
     assert not report.problems, "\n".join(report.problems)
     assert report.tried == KILLS and report.survived == report.tried
