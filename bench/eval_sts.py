@@ -14,11 +14,9 @@ from typing import List, Optional
 import numpy
 import spacy
 import torch
-from common import data_dir, minilm_checkpoint
+from common import data_dir, minilm_checkpoint, read_sts
 from scipy.stats import spearmanr
 from transformers import AutoModel, AutoTokenizer
-
-from spacy_mlm.convert import read_sts_rows
 
 
 def hf_mean_pooling(checkpoint: str, texts: List[str], batch_size: int = 64) -> numpy.ndarray:
@@ -44,9 +42,9 @@ def spacy_vectors(checkpoint: str, texts: List[str]) -> numpy.ndarray:
 
 
 def evaluate(checkpoint: str, data: str, limit: Optional[int] = None) -> dict:
-    rows = list(read_sts_rows(data_dir(data) / "sts" / "stsbenchmark" / "sts-dev.csv"))[:limit]
-    gold = [r["score"] for r in rows]
-    texts = [r["sentence1"] for r in rows] + [r["sentence2"] for r in rows]
+    rows = read_sts(data_dir(data) / "sts" / "stsbenchmark" / "sts-dev.csv")[:limit]
+    gold = [r[0] for r in rows]
+    texts = [r[1] for r in rows] + [r[2] for r in rows]
     n = len(rows)
     result = {"pairs": n, "checkpoint": checkpoint}
     for name, fn in (("hf_mean_pooling", hf_mean_pooling), ("spacy_mlm", spacy_vectors)):
