@@ -23,7 +23,7 @@ from spacy_mlm.util import safe_to_disk
 
 from . import disk_faults
 from .conftest import make_nlp
-from .pretrain_fixtures import CONFIG, overrides
+from .pretrain_fixtures import CONFIG, overrides, stopped_run
 
 pytest_plugins = ["tests.pretrain_fixtures"]
 
@@ -144,15 +144,7 @@ def _check_read_only_pretrain(out, run_opts, capsys):
 
 def _run_with_checkpoints(tmp_path, run_opts):
     """A run killed after checkpoint 4, to resume into a now read-only directory."""
-    out = tmp_path / "out"
-
-    def stop(step, _):
-        if step == 5:
-            raise KeyboardInterrupt
-
-    with pytest.raises(KeyboardInterrupt):
-        pretrain(CONFIG, out, run_opts, on_step=stop)
-    return out
+    return stopped_run(tmp_path / "out", run_opts, after_step=5)
 
 
 def test_read_only_output_dir_injected(tmp_path, monkeypatch, run_opts, capsys):

@@ -22,7 +22,7 @@ from spacy_mlm.pretrain.loop import pretrain
 from spacy_mlm.pretrain.model import load_mlm_model
 from spacy_mlm.pretrain.tokenizer import train_tokenizer
 
-from .pretrain_fixtures import CONFIG, overrides, write_lines
+from .pretrain_fixtures import CONFIG, overrides, stopped_run, write_lines
 
 pytest_plugins = ["tests.pretrain_fixtures"]
 
@@ -190,13 +190,7 @@ def test_resume_without_checkpoint_starts_over(tmp_path, pt_corpus, pt_model, ca
     no doubled lines."""
     o = overrides(*pt_corpus, pt_model, training__max_steps=3, training__eval_frequency=0,
                   training__checkpoint_frequency=2, system__threads=1)
-
-    def stop(step, _):
-        if step == 1:
-            raise KeyboardInterrupt
-
-    with pytest.raises(KeyboardInterrupt):
-        pretrain(CONFIG, tmp_path / "out", o, on_step=stop)
+    stopped_run(tmp_path / "out", o, after_step=1)
     pretrain(CONFIG, tmp_path / "out", o, resume=True)
     assert f"No complete checkpoint in {tmp_path / 'out' / 'checkpoints'}: starting from step 0" in capsys.readouterr().out
     steps = [json.loads(line)["step"] for line in (tmp_path / "out" / "metrics.jsonl").read_text().splitlines()]

@@ -16,7 +16,7 @@ from spacy_mlm.pretrain.checkpoint import latest_checkpoint
 from spacy_mlm.pretrain.loop import pretrain
 
 from .kill_harness import PAUSE, run_kill_chain
-from .pretrain_fixtures import CONFIG, overrides
+from .pretrain_fixtures import CONFIG, overrides, stopped_run
 
 pytest_plugins = ["tests.pretrain_fixtures"]
 
@@ -50,14 +50,7 @@ def test_resume_skips_damaged_leftovers(tmp_path, pt_corpus, pt_model):
     o = overrides(*pt_corpus, pt_model, training__max_steps=6, training__eval_frequency=0,
                   training__checkpoint_frequency=2, training__keep_checkpoints=3, system__threads=1)
     full = pretrain(CONFIG, tmp_path / "full", o)
-    out = tmp_path / "cut"
-
-    def stop(step, _):
-        if step == 5:
-            raise KeyboardInterrupt
-
-    with pytest.raises(KeyboardInterrupt):
-        pretrain(CONFIG, out, o, on_step=stop)
+    out = stopped_run(tmp_path / "cut", o, after_step=5)
     ckpts = out / "checkpoints"
     newest = ckpts / "step_00000004"
     data = (newest / "trainer_state.safetensors").read_bytes()

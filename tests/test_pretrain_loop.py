@@ -15,7 +15,7 @@ from spacy_mlm.pretrain.loop import pretrain
 from spacy_mlm.pretrain.model import FreshHeadWarning, SparseMLM, load_mlm_model
 from spacy_mlm.pretrain.score import pseudo_perplexity
 
-from .pretrain_fixtures import CONFIG, SMALL, overrides, sentences, write_lines
+from .pretrain_fixtures import CONFIG, SMALL, overrides, sentences, stopped_run, write_lines
 
 pytest_plugins = ["tests.pretrain_fixtures"]
 
@@ -67,13 +67,7 @@ def test_resume_reaches_the_same_weights(tmp_path, pt_corpus, pt_model):
     o = overrides(train, dev, pt_model, training__max_steps=8, training__eval_frequency=4,
                   training__checkpoint_frequency=2, training__keep_checkpoints=2)
     full = pretrain(CONFIG, tmp_path / "full", o)
-
-    def kill(step, _):
-        if step == 5:
-            raise KeyboardInterrupt
-
-    with pytest.raises(KeyboardInterrupt):
-        pretrain(CONFIG, tmp_path / "cut", o, on_step=kill)
+    stopped_run(tmp_path / "cut", o, after_step=5)
     ckpts = sorted(p.name for p in (tmp_path / "cut" / "checkpoints").iterdir())
     assert ckpts == ["step_00000002", "step_00000004"]  # keep last 2, no temp dirs left
     with pytest.raises(SpacyMlmError, match="already holds a different run"):
