@@ -104,8 +104,7 @@ def train(cfg, out: Path, *, resume: bool = False, force: bool = False, on_step=
     if T["compile"]:
         net = torch.compile(net)
     if world > 1:
-        net = torch.nn.parallel.DistributedDataParallel(net, device_ids=[device.index] if device.index is not None
-                                                        else None)
+        net = torch.nn.parallel.DistributedDataParallel(net, device_ids=[device.index] if device.type == "cuda" else None)
 
     # ---- the loop
     stream = train_data.stream(skip=state["sequences"])
