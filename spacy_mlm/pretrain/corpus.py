@@ -63,11 +63,13 @@ def _decoded_lines(path: Path, errors: str) -> Iterator[str]:
                 ) from None
 
 
-def read_text(path: Path, blank_line_separated: bool = False, encoding_errors: str = "strict") -> Iterator[str]:
+def read_text(path: Path, blank_line_separated: bool = False, encoding_errors: str = "strict",
+              strip: bool = True) -> Iterator[str]:
+    """Non-blank lines (stripped, or as they are with strip=False), or blank-line separated paragraphs."""
     if not blank_line_separated:
         for line in _decoded_lines(path, encoding_errors):
             if line.strip():
-                yield line.strip()
+                yield line.strip() if strip else line.rstrip("\r\n")
         return
     paragraph: List[str] = []
     for line in _decoded_lines(path, encoding_errors):
@@ -108,7 +110,7 @@ def read_docbin(path: Path) -> Iterator[str]:
             yield doc.text
 
 
-def _corpus(path: Optional[str], read: Callable[[Path], Iterator[str]], max_docs: Optional[int],
+def corpus_of(path: Optional[str], read: Callable[[Path], Iterator[str]], max_docs: Optional[int],
             encoding_errors: str = "strict") -> Optional[Corpus]:
     """The corpus of the file or directory at path (None: no corpus, e.g. no dev file)."""
     if path is None:
@@ -124,19 +126,19 @@ def plain_text_corpus(
     max_docs: Optional[int] = None,
 ) -> Optional[Corpus]:
     """Plain text: one doc per line, or paragraphs separated by blank lines."""
-    return _corpus(path, lambda p: read_text(p, blank_line_separated, encoding_errors), max_docs, encoding_errors)
+    return corpus_of(path, lambda p: read_text(p, blank_line_separated, encoding_errors), max_docs, encoding_errors)
 
 
 @registry.misc.register("spacy_mlm.JsonlCorpus.v1")
 def jsonl_corpus(path: Optional[str], encoding_errors: str = "strict", max_docs: Optional[int] = None) -> Optional[Corpus]:
     """JSONL: one object per line with a `text` field."""
-    return _corpus(path, lambda p: read_jsonl(p, encoding_errors), max_docs, encoding_errors)
+    return corpus_of(path, lambda p: read_jsonl(p, encoding_errors), max_docs, encoding_errors)
 
 
 @registry.misc.register("spacy_mlm.DocBinCorpus.v1")
 def docbin_corpus(path: Optional[str], max_docs: Optional[int] = None) -> Optional[Corpus]:
     """spaCy `.spacy` DocBin files; the docs' texts are used."""
-    return _corpus(path, read_docbin, max_docs)
+    return corpus_of(path, read_docbin, max_docs)
 
 
 @registry.misc.register("spacy_mlm.Corpus.v1")
@@ -145,15 +147,17 @@ def any_corpus(
     max_docs: Optional[int] = None,
 ) -> Optional[Corpus]:
     """Pick the reader from each file's suffix: .jsonl, .spacy, anything else is plain text."""
+    return corpus_of(path, lambda p: read_file(p, blank_line_separated, encoding_errors), max_docs, encoding_errors)
 
-    def read(p: Path) -> Iterator[str]:
-        if p.suffix == ".jsonl":
-            return read_jsonl(p, encoding_errors)
-        if p.suffix == ".spacy":
-            return read_docbin(p)
-        return read_text(p, blank_line_separated, encoding_errors)
 
-    return _corpus(path, read, max_docs, encoding_errors)
+def read_file(path: Path, blank_line_separated: bool = False, encoding_errors: str = "strict",
+              strip: bool = True) -> Iterator[str]:
+    """The texts of one file, read by its suffix: .jsonl, .spacy, anything else is plain text."""
+    if path.suffix == ".jsonl":
+        return read_jsonl(path, encoding_errors)
+    if path.suffix == ".spacy":
+        return read_docbin(path)
+    return read_text(path, blank_line_separated, encoding_errors, strip)
 
 
 def holdout(corpus: Corpus, every: int, keep_heldout: bool) -> Corpus:

@@ -1,12 +1,13 @@
 """Train a fast tokenizer with HF `tokenizers`, saved so `AutoTokenizer` loads it."""
 
+from functools import partial
 from pathlib import Path
 from typing import Iterable, Iterator, List, Union
 
 from tokenizers import Tokenizer, decoders, models, normalizers, pre_tokenizers, processors, trainers
 
 from ..errors import SpacyMlmError
-from .corpus import any_corpus
+from .corpus import corpus_of, read_file
 
 WORDPIECE_SPECIALS = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"]
 BPE_SPECIALS = ["<s>", "<pad>", "</s>", "<unk>", "<mask>"]
@@ -14,9 +15,10 @@ TOKENIZER_KINDS = ("wordpiece", "bpe")
 
 
 def iter_corpus_lines(paths: Iterable[Union[str, Path]]) -> Iterator[str]:
-    """The texts of plain-text, JSONL (`text` field) or .spacy files, read as `pretrain` and `score` read them."""
+    """The texts of plain-text, JSONL (`text` field) or .spacy files, read as `pretrain` and `score` read
+    them, except that plain-text lines keep their spaces (project/scripts/raw_text.py copies them)."""
     for path in paths:
-        yield from any_corpus(str(path))()
+        yield from corpus_of(str(path), partial(read_file, strip=False), max_docs=None)()
 
 
 def train_tokenizer(
