@@ -34,9 +34,8 @@ def held_out_loss(model_dir, tokenizer, texts, seq_length, n_sequences=64) -> fl
     from spacy_mlm.pretrain.packing import Packer
 
     model = AutoModelForMaskedLM.from_pretrained(model_dir)
-    batches = make_eval_batches(
-        Packer(lambda: iter(texts), tokenizer, seq_length), n_sequences, 16, token_masking(), tokenizer,
-        sorted(set(tokenizer.all_special_ids)), dict(mask_token_id=tokenizer.mask_token_id, vocab_size=len(tokenizer)), 0)
+    batches = make_eval_batches(Packer(lambda: iter(texts), tokenizer, seq_length), n_sequences, 16, token_masking(),
+                                tokenizer, 0)
     return evaluate(model, batches, torch.device("cpu"), nullcontext())["eval_loss"]
 
 

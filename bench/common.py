@@ -1,6 +1,5 @@
 """Helpers shared by the benchmark and evaluation scripts."""
 
-import csv
 import os
 from pathlib import Path
 from typing import List, Optional, Tuple
@@ -24,9 +23,7 @@ def minilm_checkpoint() -> Optional[Path]:
 
 
 def read_sts(path: Path) -> List[Tuple[float, str, str]]:
-    """STS Benchmark rows (score, sentence1, sentence2): tab-separated, no header, no quoting."""
-    rows = []
-    with path.open(encoding="utf8") as f:
-        for cols in csv.reader(f, delimiter="\t", quoting=csv.QUOTE_NONE):
-            rows.append((float(cols[4]), cols[5], cols[6]))
-    return rows
+    """STS Benchmark rows (score, sentence1, sentence2), read by spacy-mlm's one STS reader."""
+    from spacy_mlm.convert import read_sts_rows
+
+    return [(row["score"], row["sentence1"], row["sentence2"]) for row in read_sts_rows(path)]

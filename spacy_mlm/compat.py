@@ -8,6 +8,8 @@ from typing import Dict, List, Optional
 from .errors import IncompatibleVersionsError
 
 # Mirrors install_requires in setup.py. spacy-transformers 1.4 pins transformers < 4.53.3.
+# Written out, not read with importlib.metadata.requires("spacy-mlm"): a source checkout has no
+# installed metadata of its own (or an editable install's of another checkout).
 REQUIREMENTS: Dict[str, str] = {
     "spacy": ">=3.8,<3.9",
     "spacy-transformers": ">=1.3,<1.5",

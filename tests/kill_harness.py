@@ -1,6 +1,6 @@
 """Kill `spacy-mlm pretrain` with SIGKILL at random moments, resume it, check what it resumes from.
 
-Used by tests/test_pretrain_kill_resume.py (a few kills) and bench/kill_resume.py (many).
+Used by tests/test_pretrain_kill_resume.py (a few kills; bench/kill_resume.py runs that test with many).
 One chain: start the real CLI, kill it at a moment drawn from a seeded RNG, check that every
 step_* checkpoint on disk is complete, resume with --resume and check from the log line that it
 started from the newest complete checkpoint; repeat; then let the last resume finish and
@@ -30,6 +30,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Dict, List, Optional, Tuple
 
+from safetensors import safe_open
 from safetensors.torch import load_file
 
 CONFIG = Path(__file__).parent.parent / "configs" / "pretrain.cfg"
@@ -41,8 +42,7 @@ SETTINGS = {"training.seq_length": 32, "training.batch_tokens": 256, "training.w
             "training.checkpoint_frequency": CHECKPOINT_EVERY, "training.keep_checkpoints": 2,
             "system.threads": 1}
 PAUSE = 0.05  # seconds between the files of a checkpoint (the test seam)
-CHECKPOINT_FILES = ("config.json", "model.safetensors", "optimizer.safetensors", "rng.safetensors",
-                    "trainer_state.json")
+CHECKPOINT_FILES = ("config.json", "model.safetensors", "trainer_state.safetensors")
 TIMEOUT = 180.0
 
 
@@ -229,7 +229,8 @@ def complete_checkpoints(out: Path) -> Tuple[List[int], List[str]]:
             for name in CHECKPOINT_FILES:
                 if name.endswith(".safetensors"):
                     load_file(str(path / name))
-            state = json.loads((path / "trainer_state.json").read_text(encoding="utf8"))
+            with safe_open(str(path / "trainer_state.safetensors"), "pt") as f:
+                state = json.loads(f.metadata()["trainer_state"])
             json.loads((path / "config.json").read_text(encoding="utf8"))
             assert state["state"]["step"] == int(path.name.split("_")[1]), "step differs from the name"
             steps.append(state["state"]["step"])

@@ -61,6 +61,19 @@ def pt_model(pt_root, pt_tokenizers) -> Path:
     return pt_root / "bert"
 
 
+def stopped_run(out: Path, opts: dict, after_step: int) -> Path:
+    """A run interrupted after `after_step` (as a kill would leave it), for --resume tests."""
+    from spacy_mlm.pretrain.loop import pretrain
+
+    def stop(step, _):
+        if step == after_step:
+            raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        pretrain(CONFIG, out, opts, on_step=stop)
+    return out
+
+
 def overrides(train, dev, model, **extra) -> dict:
     out = {"paths.train": str(train), "paths.dev": str(dev) if dev else None, "paths.base_model": str(model), **SMALL}
     out.update({k.replace("__", "."): v for k, v in extra.items()})

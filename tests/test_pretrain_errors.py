@@ -14,14 +14,15 @@ import torch
 from spacy_mlm import compat
 from spacy_mlm.cli import main as cli_main
 from spacy_mlm.errors import SpacyMlmError
+from spacy_mlm.pretrain.checkpoint import load_checkpoint
 from spacy_mlm.pretrain.config import load_config
 from spacy_mlm.pretrain.corpus import any_corpus, jsonl_corpus, plain_text_corpus
 from spacy_mlm.pretrain.init_model import init_model
-from spacy_mlm.pretrain.loop import load_checkpoint, pretrain
+from spacy_mlm.pretrain.loop import pretrain
 from spacy_mlm.pretrain.model import load_mlm_model
 from spacy_mlm.pretrain.tokenizer import train_tokenizer
 
-from .pretrain_fixtures import CONFIG, overrides, write_lines
+from .pretrain_fixtures import CONFIG, overrides, stopped_run, write_lines
 
 pytest_plugins = ["tests.pretrain_fixtures"]
 
@@ -189,13 +190,7 @@ def test_resume_without_checkpoint_starts_over(tmp_path, pt_corpus, pt_model, ca
     no doubled lines."""
     o = overrides(*pt_corpus, pt_model, training__max_steps=3, training__eval_frequency=0,
                   training__checkpoint_frequency=2, system__threads=1)
-
-    def stop(step, _):
-        if step == 1:
-            raise KeyboardInterrupt
-
-    with pytest.raises(KeyboardInterrupt):
-        pretrain(CONFIG, tmp_path / "out", o, on_step=stop)
+    stopped_run(tmp_path / "out", o, after_step=1)
     pretrain(CONFIG, tmp_path / "out", o, resume=True)
     assert f"No complete checkpoint in {tmp_path / 'out' / 'checkpoints'}: starting from step 0" in capsys.readouterr().out
     steps = [json.loads(line)["step"] for line in (tmp_path / "out" / "metrics.jsonl").read_text().splitlines()]
@@ -232,3 +227,21 @@ def test_spacy_transformers_import_failure_is_explained():
     assert last.startswith("spacy_mlm.errors.IncompatibleVersionsError: spacy-transformers/transformers could not "
                            "be imported (ModuleNotFoundError")
     assert "Installed: spacy 3.8" in last and "run pip install 'spacy>=3.8,<3.9'" in last
+
+
+def test_resume_of_an_old_format_checkpoint(tmp_path, pt_corpus, pt_model):
+    """A run dir whose checkpoints have the old five-file layout (optimizer.safetensors,
+    rng.safetensors, trainer_state.json): --resume names the checkpoint and the fix, which works."""
+    o = overrides(*pt_corpus, pt_model, training__max_steps=2, training__eval_frequency=0,
+                  training__checkpoint_frequency=1, system__threads=1)
+    out = tmp_path / "out"
+    pretrain(CONFIG, out, o)
+    old = out / "checkpoints" / "step_00000001"
+    (old / "trainer_state.safetensors").rename(old / "optimizer.safetensors")
+    (old / "rng.safetensors").write_bytes((old / "optimizer.safetensors").read_bytes())
+    (old / "trainer_state.json").write_text(json.dumps({"state": {"step": 1, "sequences": 8, "tokens": 256}}))
+    with pytest.raises(SpacyMlmError, match=r"step_00000001 was written by an older spacy-mlm .*cannot resume.* "
+                                            r"--paths\.base_model .*step_00000001 and a new output directory"):
+        pretrain(CONFIG, out, o, resume=True)
+    final = pretrain(CONFIG, tmp_path / "new", {**o, "paths.base_model": str(old), "training.max_steps": 1})
+    assert (final / "model.safetensors").is_file()

@@ -1,19 +1,22 @@
 """SIGKILL `spacy-mlm pretrain` at random (seeded) moments, many inside checkpoint writes; every
 --resume must start from the newest complete checkpoint and the result must equal an
-uninterrupted run. More kills: `python bench/kill_resume.py --kills 50`."""
+uninterrupted run. More kills: `python bench/kill_resume.py --kills 50`, which runs
+test_sigkill_and_resume_equals_uninterrupted with the SPACY_MLM_TEST_KILL* variables below."""
 
 import json
 import os
 import warnings
+from pathlib import Path
 
 import pytest
 import torch
 from safetensors.torch import load_file
 
-from spacy_mlm.pretrain.loop import latest_checkpoint, pretrain
+from spacy_mlm.pretrain.checkpoint import latest_checkpoint
+from spacy_mlm.pretrain.loop import pretrain
 
-from .kill_harness import run_kill_chain
-from .pretrain_fixtures import CONFIG, overrides
+from .kill_harness import PAUSE, run_kill_chain
+from .pretrain_fixtures import CONFIG, overrides, stopped_run
 
 pytest_plugins = ["tests.pretrain_fixtures"]
 
@@ -21,10 +24,18 @@ pytestmark = pytest.mark.usefixtures("restore_torch_threads")
 
 
 KILLS = int(os.environ.get("SPACY_MLM_TEST_KILLS", 10))
+SEED = int(os.environ.get("SPACY_MLM_TEST_KILL_SEED", 0))
+LAUNCHER = os.environ.get("SPACY_MLM_TEST_KILL_LAUNCHER", "fork")  # or "exec": every run a new process
+KILL_PAUSE = float(os.environ.get("SPACY_MLM_TEST_KILL_PAUSE", PAUSE))
+VERBOSE = bool(os.environ.get("SPACY_MLM_TEST_KILL_VERBOSE"))
+REPORT = os.environ.get("SPACY_MLM_TEST_KILL_REPORT")  # a JSON file for the report (bench/kill_resume.py)
 
 
 def test_sigkill_and_resume_equals_uninterrupted(tmp_path, pt_corpus, pt_model):
-    report = run_kill_chain(tmp_path, *pt_corpus, pt_model, kills=KILLS, seed=0)
+    report = run_kill_chain(tmp_path, *pt_corpus, pt_model, kills=KILLS, seed=SEED, pause=KILL_PAUSE,
+                            launcher=LAUNCHER, verbose=VERBOSE)
+    if REPORT:
+        Path(REPORT).write_text(json.dumps({"summary": report.summary(), **vars(report)}, indent=2), encoding="utf8")
     print(f"\nkill/resume: {report.summary()}; resumed from steps {report.resumed_from}")
     assert not report.problems, "\n".join(report.problems)
     assert report.tried == KILLS and report.survived == report.tried
@@ -39,18 +50,11 @@ def test_resume_skips_damaged_leftovers(tmp_path, pt_corpus, pt_model):
     o = overrides(*pt_corpus, pt_model, training__max_steps=6, training__eval_frequency=0,
                   training__checkpoint_frequency=2, training__keep_checkpoints=3, system__threads=1)
     full = pretrain(CONFIG, tmp_path / "full", o)
-    out = tmp_path / "cut"
-
-    def stop(step, _):
-        if step == 5:
-            raise KeyboardInterrupt
-
-    with pytest.raises(KeyboardInterrupt):
-        pretrain(CONFIG, out, o, on_step=stop)
+    out = stopped_run(tmp_path / "cut", o, after_step=5)
     ckpts = out / "checkpoints"
     newest = ckpts / "step_00000004"
-    data = (newest / "optimizer.safetensors").read_bytes()
-    (newest / "optimizer.safetensors").write_bytes(data[: len(data) // 2])  # e.g. a copy cut short
+    data = (newest / "trainer_state.safetensors").read_bytes()
+    (newest / "trainer_state.safetensors").write_bytes(data[: len(data) // 2])  # e.g. a copy cut short
     (ckpts / ".tmp-step_00000006").mkdir()
     (ckpts / ".tmp-step_00000006" / "model.safetensors").write_bytes(b"partial")
     with (out / "metrics.jsonl").open("a") as f:
@@ -58,7 +62,7 @@ def test_resume_skips_damaged_leftovers(tmp_path, pt_corpus, pt_model):
     (out / "run.json").write_text('{"config": "[paths]\\ntr')  # torn (before writes were atomic)
 
     with pytest.warns(UserWarning, match=r"Skipping the incomplete checkpoint .*step_00000004: "
-                                         r"optimizer\.safetensors is truncated"):
+                                         r"trainer_state\.safetensors is truncated"):
         assert latest_checkpoint(out, warn=True) == ckpts / "step_00000002"
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")

@@ -15,7 +15,7 @@ from spacy_mlm.pretrain.loop import pretrain
 from spacy_mlm.pretrain.model import FreshHeadWarning, SparseMLM, load_mlm_model
 from spacy_mlm.pretrain.score import pseudo_perplexity
 
-from .pretrain_fixtures import CONFIG, SMALL, overrides, sentences, write_lines
+from .pretrain_fixtures import CONFIG, SMALL, overrides, sentences, stopped_run, write_lines
 
 pytest_plugins = ["tests.pretrain_fixtures"]
 
@@ -67,13 +67,7 @@ def test_resume_reaches_the_same_weights(tmp_path, pt_corpus, pt_model):
     o = overrides(train, dev, pt_model, training__max_steps=8, training__eval_frequency=4,
                   training__checkpoint_frequency=2, training__keep_checkpoints=2)
     full = pretrain(CONFIG, tmp_path / "full", o)
-
-    def kill(step, _):
-        if step == 5:
-            raise KeyboardInterrupt
-
-    with pytest.raises(KeyboardInterrupt):
-        pretrain(CONFIG, tmp_path / "cut", o, on_step=kill)
+    stopped_run(tmp_path / "cut", o, after_step=5)
     ckpts = sorted(p.name for p in (tmp_path / "cut" / "checkpoints").iterdir())
     assert ckpts == ["step_00000002", "step_00000004"]  # keep last 2, no temp dirs left
     with pytest.raises(SpacyMlmError, match="already holds a different run"):
@@ -218,3 +212,23 @@ def test_whole_word_masking_jsonl_bf16_grad_accum(tmp_path, pt_corpus, pt_model)
     final = pretrain(cfg, tmp_path / "out", o)
     evals = [m for m in metrics(tmp_path / "out") if "eval_loss" in m]
     assert final.is_dir() and len(evals) == 1 and evals[0]["eval_masked_tokens"] > 0  # held-out split of train
+
+
+def test_grad_accum_equals_one_batch(tmp_path, pt_corpus, pt_model):
+    """2 micro-batches of 4 sequences = 1 batch of 8 (same data, same masks): same losses, gradient
+    norms and weights. Dropout off: its masks are drawn per forward pass."""
+    o = overrides(*pt_corpus, pt_model, training__max_steps=3, training__eval_frequency=0,
+                  model__dropout=0.0, system__threads=1)
+    one = pretrain(CONFIG, tmp_path / "one", o)
+    two = pretrain(CONFIG, tmp_path / "two", {**o, "training.grad_accum": 2})
+    m_one, m_two = metrics(tmp_path / "one"), metrics(tmp_path / "two")
+    # The logged loss and the gradient norm (before clipping) show a wrongly scaled sum, which
+    # Adam's update would hide in the weights.
+    assert [m["loss"] for m in m_one] == pytest.approx([m["loss"] for m in m_two], rel=1e-5)
+    assert [m["grad_norm"] for m in m_one] == pytest.approx([m["grad_norm"] for m in m_two], rel=1e-4)
+    start = load_file(str(pt_model / "model.safetensors"))
+    a, b = load_file(str(one / "model.safetensors")), load_file(str(two / "model.safetensors"))
+    assert a.keys() == b.keys()
+    for key in a:
+        torch.testing.assert_close(a[key], b[key], atol=1e-5, rtol=0)
+    assert max(float((a[k] - start[k]).abs().max()) for k in start if k in a) > 1e-4  # training moved them

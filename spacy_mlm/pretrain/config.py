@@ -3,8 +3,9 @@
 import difflib
 import inspect
 from pathlib import Path
-from typing import Any, Dict, Iterable, List, Optional, Union
+from typing import Any, Dict, Iterable, Optional, Union
 
+from spacy.util import dict_to_dot, dot_to_object
 from thinc.api import Config
 
 from ..errors import SpacyMlmError
@@ -35,29 +36,18 @@ def _closest(key: str, valid: Iterable[str]) -> str:
     return f" Did you mean {match[0]!r}?" if match else ""
 
 
-def _flat_keys(cfg: Dict[str, Any], prefix: str = "") -> List[str]:
-    keys = []
-    for key, value in cfg.items():
-        name = f"{prefix}{key}"
-        if isinstance(value, dict):
-            keys.extend(_flat_keys(value, name + "."))
-        else:
-            keys.append(name)
-    return keys
-
-
-def _section(cfg: Dict[str, Any], dotted: str) -> Optional[Dict[str, Any]]:
-    node: Any = cfg
-    for part in dotted.split("."):
-        if not isinstance(node, dict) or part not in node:
-            return None
-        node = node[part]
+def _section(cfg: Config, dotted: str) -> Optional[Dict[str, Any]]:
+    """The config block at a dotted path, or None where there is none."""
+    try:
+        node = dot_to_object(cfg, dotted)
+    except KeyError:
+        return None
     return node if isinstance(node, dict) else None
 
 
 def check_overrides(cfg: Config, overrides: Dict[str, Any]) -> None:
     """Every override must name a key of the config: a typo would otherwise be ignored."""
-    valid = _flat_keys(cfg)
+    valid = list(dict_to_dot(cfg))
     for key in overrides:
         if key not in valid:
             raise SpacyMlmError(f"Unknown config override --{key}.{_closest(key, valid)}")

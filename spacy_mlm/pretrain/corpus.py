@@ -2,12 +2,14 @@
 
 A reader is a callable returning a fresh iterator of texts (one call per epoch).
 Formats: plain text (one doc per line, or blank-line separated paragraphs), JSONL with a
-`text` field (as `spacy pretrain` reads), and `.spacy` DocBin files.
+`text` field (as `spacy pretrain` reads), and `.spacy` DocBin files. The `pretrain`, `score`
+and `tokenizer` commands all read their text through these readers.
 """
 
-import json
 from pathlib import Path
 from typing import Callable, Iterator, List, Optional, Union
+
+import srsly
 
 from ..errors import SpacyMlmError
 from ..registry import registry
@@ -61,11 +63,13 @@ def _decoded_lines(path: Path, errors: str) -> Iterator[str]:
                 ) from None
 
 
-def read_text(path: Path, blank_line_separated: bool = False, encoding_errors: str = "strict") -> Iterator[str]:
+def read_text(path: Path, blank_line_separated: bool = False, encoding_errors: str = "strict",
+              strip: bool = True) -> Iterator[str]:
+    """Non-blank lines (stripped, or as they are with strip=False), or blank-line separated paragraphs."""
     if not blank_line_separated:
         for line in _decoded_lines(path, encoding_errors):
             if line.strip():
-                yield line.strip()
+                yield line.strip() if strip else line.rstrip("\r\n")
         return
     paragraph: List[str] = []
     for line in _decoded_lines(path, encoding_errors):
@@ -83,9 +87,9 @@ def read_jsonl(path: Path, encoding_errors: str = "strict") -> Iterator[str]:
         if not line.strip():
             continue
         try:
-            record = json.loads(line)
-        except json.JSONDecodeError as e:
-            raise SpacyMlmError(f"{path}:{lineno}: invalid JSON ({e.msg}).") from None
+            record = srsly.json_loads(line)
+        except ValueError as e:
+            raise SpacyMlmError(f"{path}:{lineno}: invalid JSON ({e}).") from None
         if not isinstance(record, dict) or not isinstance(record.get("text"), str):
             raise SpacyMlmError(f"{path}:{lineno}: JSONL records need a string 'text' field.")
         if record["text"].strip():
@@ -106,9 +110,14 @@ def read_docbin(path: Path) -> Iterator[str]:
             yield doc.text
 
 
-def _check_errors(encoding_errors: str) -> None:
+def corpus_of(path: Optional[str], read: Callable[[Path], Iterator[str]], max_docs: Optional[int],
+            encoding_errors: str = "strict") -> Optional[Corpus]:
+    """The corpus of the file or directory at path (None: no corpus, e.g. no dev file)."""
+    if path is None:
+        return None
     if encoding_errors not in ENCODING_ERRORS:
         raise SpacyMlmError(f"encoding_errors = {encoding_errors!r}: use one of {', '.join(ENCODING_ERRORS)}.")
+    return Corpus(_files(path), read, max_docs)
 
 
 @registry.misc.register("spacy_mlm.PlainTextCorpus.v1")
@@ -117,27 +126,19 @@ def plain_text_corpus(
     max_docs: Optional[int] = None,
 ) -> Optional[Corpus]:
     """Plain text: one doc per line, or paragraphs separated by blank lines."""
-    if path is None:
-        return None
-    _check_errors(encoding_errors)
-    return Corpus(_files(path), lambda p: read_text(p, blank_line_separated, encoding_errors), max_docs)
+    return corpus_of(path, lambda p: read_text(p, blank_line_separated, encoding_errors), max_docs, encoding_errors)
 
 
 @registry.misc.register("spacy_mlm.JsonlCorpus.v1")
 def jsonl_corpus(path: Optional[str], encoding_errors: str = "strict", max_docs: Optional[int] = None) -> Optional[Corpus]:
     """JSONL: one object per line with a `text` field."""
-    if path is None:
-        return None
-    _check_errors(encoding_errors)
-    return Corpus(_files(path), lambda p: read_jsonl(p, encoding_errors), max_docs)
+    return corpus_of(path, lambda p: read_jsonl(p, encoding_errors), max_docs, encoding_errors)
 
 
 @registry.misc.register("spacy_mlm.DocBinCorpus.v1")
 def docbin_corpus(path: Optional[str], max_docs: Optional[int] = None) -> Optional[Corpus]:
     """spaCy `.spacy` DocBin files; the docs' texts are used."""
-    if path is None:
-        return None
-    return Corpus(_files(path), read_docbin, max_docs)
+    return corpus_of(path, read_docbin, max_docs)
 
 
 @registry.misc.register("spacy_mlm.Corpus.v1")
@@ -146,18 +147,17 @@ def any_corpus(
     max_docs: Optional[int] = None,
 ) -> Optional[Corpus]:
     """Pick the reader from each file's suffix: .jsonl, .spacy, anything else is plain text."""
-    if path is None:
-        return None
-    _check_errors(encoding_errors)
+    return corpus_of(path, lambda p: read_file(p, blank_line_separated, encoding_errors), max_docs, encoding_errors)
 
-    def read(p: Path) -> Iterator[str]:
-        if p.suffix == ".jsonl":
-            return read_jsonl(p, encoding_errors)
-        if p.suffix == ".spacy":
-            return read_docbin(p)
-        return read_text(p, blank_line_separated, encoding_errors)
 
-    return Corpus(_files(path), read, max_docs)
+def read_file(path: Path, blank_line_separated: bool = False, encoding_errors: str = "strict",
+              strip: bool = True) -> Iterator[str]:
+    """The texts of one file, read by its suffix: .jsonl, .spacy, anything else is plain text."""
+    if path.suffix == ".jsonl":
+        return read_jsonl(path, encoding_errors)
+    if path.suffix == ".spacy":
+        return read_docbin(path)
+    return read_text(path, blank_line_separated, encoding_errors, strip)
 
 
 def holdout(corpus: Corpus, every: int, keep_heldout: bool) -> Corpus:

@@ -8,9 +8,11 @@ is padded. Docs are tokenized in batches by the fast (Rust) tokenizer as they st
 import bisect
 import random
 import re
+from functools import partial
 from typing import Callable, Iterator, List, Optional, Tuple
 
 import torch
+from torch.nn.utils.rnn import pad_sequence
 
 from ..errors import SpacyMlmError
 
@@ -134,15 +136,13 @@ class Packer:
 
 def collate(seqs: List[Sequence_], pad_id: int, special_ids: List[int]) -> dict:
     """Pad to the longest sequence; `special` marks tokens never to mask (specials, padding)."""
-    length = max(len(ids) for ids, _ in seqs)
-    input_ids = torch.full((len(seqs), length), pad_id, dtype=torch.long)
-    attention_mask = torch.zeros((len(seqs), length), dtype=torch.long)
-    word_ids = torch.full((len(seqs), length), -1, dtype=torch.long)
-    for i, (ids, words) in enumerate(seqs):
-        input_ids[i, : len(ids)] = torch.tensor(ids, dtype=torch.long)
-        attention_mask[i, : len(ids)] = 1
-        if words is not None:
-            word_ids[i, : len(words)] = torch.tensor(words, dtype=torch.long)
+    # torch's pad_sequence, not tokenizer.pad: the word ids need padding too, and tokenizer.pad
+    # pads only the tokenizer's own fields.
+    pad = partial(pad_sequence, batch_first=True)
+    input_ids = pad([torch.tensor(ids, dtype=torch.long) for ids, _ in seqs], padding_value=pad_id)
+    attention_mask = pad([torch.ones(len(ids), dtype=torch.long) for ids, _ in seqs], padding_value=0)
+    word_ids = pad([torch.tensor(words if words is not None else [-1] * len(ids), dtype=torch.long)
+                    for ids, words in seqs], padding_value=-1)
     special = torch.isin(input_ids, torch.tensor(special_ids, dtype=torch.long)) | (attention_mask == 0)
     word_ids[special] = -1
     return {"input_ids": input_ids, "attention_mask": attention_mask, "word_ids": word_ids, "special": special}

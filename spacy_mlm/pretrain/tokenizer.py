@@ -1,11 +1,13 @@
 """Train a fast tokenizer with HF `tokenizers`, saved so `AutoTokenizer` loads it."""
 
+from functools import partial
 from pathlib import Path
 from typing import Iterable, Iterator, List, Union
 
 from tokenizers import Tokenizer, decoders, models, normalizers, pre_tokenizers, processors, trainers
 
 from ..errors import SpacyMlmError
+from .corpus import corpus_of, read_file
 
 WORDPIECE_SPECIALS = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"]
 BPE_SPECIALS = ["<s>", "<pad>", "</s>", "<unk>", "<mask>"]
@@ -13,23 +15,10 @@ TOKENIZER_KINDS = ("wordpiece", "bpe")
 
 
 def iter_corpus_lines(paths: Iterable[Union[str, Path]]) -> Iterator[str]:
-    """Yield the non-blank lines of plain-text or JSONL (`text` field) files."""
-    import srsly
-
+    """The texts of plain-text, JSONL (`text` field) or .spacy files, read as `pretrain` and `score` read
+    them, except that plain-text lines keep their spaces (project/scripts/raw_text.py copies them)."""
     for path in paths:
-        path = Path(path)
-        if not path.exists():
-            raise SpacyMlmError(f"Corpus file not found: {path}. Check the path you passed.")
-        if path.suffix == ".jsonl":
-            for i, record in enumerate(srsly.read_jsonl(path), start=1):
-                if not isinstance(record, dict) or "text" not in record:
-                    raise SpacyMlmError(f"{path}:{i}: JSONL records need a 'text' field.")
-                yield record["text"]
-            continue
-        with path.open(encoding="utf8", errors="replace") as f:
-            for line in f:
-                if line.strip():
-                    yield line.rstrip("\n")
+        yield from corpus_of(str(path), partial(read_file, strip=False), max_docs=None)()
 
 
 def train_tokenizer(

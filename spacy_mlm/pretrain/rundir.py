@@ -1,0 +1,112 @@
+"""The run directory: refuse to mix two runs, clean up after a kill, keep the metrics log.
+
+OUTPUT_DIR/run.json holds the run's config; --resume needs the same config (up to the keys in
+RESUMABLE_CHANGES), --force starts over. Every write is atomic (see util.py), so a kill, a full
+disk or a read-only directory leaves the previous complete state.
+"""
+
+import json
+import shutil
+from pathlib import Path
+from typing import Any, Dict, List, Optional
+
+from spacy.util import dict_to_dot
+from thinc.api import Config
+
+from ..errors import SpacyMlmError
+from ..util import OLD_PREFIX, TMP_PREFIX, _remove, atomic_write_text, disk_writes, restore_replaced
+from .checkpoint import CHECKPOINTS, latest_checkpoint, read_trainer_state, refuse_old_format, resume_hint
+
+RUN_FILE = "run.json"
+# Keys that may change between a run and its --resume.
+RESUMABLE_CHANGES = ("training.max_steps", "training.eval_frequency", "training.checkpoint_frequency",
+                     "training.keep_checkpoints", "logging.", "system.gpu_id", "system.threads")
+
+
+def prepare_output_dir(out: Path, cfg: Config, *, resume: bool, force: bool) -> None:
+    """Check that out is empty, or holds this run (--resume), or may be cleared (--force); write run.json."""
+    run_file = out / RUN_FILE
+    config_text = cfg.to_str()
+    if out.exists() and any(out.iterdir()):
+        if force:
+            with disk_writes("the output directory (--force deletes the previous run)", out):
+                for name in (CHECKPOINTS, "final", RUN_FILE, cfg["logging"]["metrics_file"]):
+                    target = out / name
+                    if target.is_dir():
+                        shutil.rmtree(target)
+                    elif target.exists():
+                        target.unlink()
+        elif resume:
+            refuse_old_format(out)
+            previous = previous_config(out)
+            diff = config_diff(previous, config_text) if previous is not None else []
+            if diff:
+                raise SpacyMlmError(
+                    f"{out} holds a run with a different config ({', '.join(diff[:5])} changed): "
+                    "--resume needs the same config. Use --force to start over."
+                )
+        else:
+            what = "a different run" if run_file.exists() else "files"
+            raise SpacyMlmError(
+                f"Output directory {out} already holds {what}. Pass --resume to continue it or --force to "
+                "start over (deletes its checkpoints, final model and metrics)."
+            )
+    with disk_writes("the run file", run_file, lambda: resume_hint(out)):
+        out.mkdir(parents=True, exist_ok=True)
+        if resume:
+            clean_killed_writes(out)
+        atomic_write_text(run_file, json.dumps({"config": config_text}, indent=2))
+
+
+def config_diff(a: str, b: str) -> List[str]:
+    """The dotted keys that differ between two config texts, except those a resume may change."""
+    flat_a = dict_to_dot(Config().from_str(a, interpolate=False))
+    flat_b = dict_to_dot(Config().from_str(b, interpolate=False))
+    return [key for key in sorted(flat_a.keys() | flat_b.keys())
+            if flat_a.get(key) != flat_b.get(key) and not key.startswith(RESUMABLE_CHANGES)]
+
+
+def previous_config(out: Path) -> Optional[str]:
+    """The config of the run in out: run.json's, else (unreadable run.json) its last checkpoint's."""
+    try:
+        return json.loads((out / RUN_FILE).read_text(encoding="utf8"))["config"]
+    except (OSError, ValueError, KeyError, TypeError):
+        pass
+    ckpt = latest_checkpoint(out, warn=False)
+    return None if ckpt is None else read_trainer_state(ckpt).get("config")
+
+
+def clean_killed_writes(out: Path) -> None:
+    """Remove what a run killed mid-write left: temporary checkpoint/final directories, a
+    checkpoint that was being deleted; put back a final/ that was being replaced."""
+    restore_replaced(out / "final")
+    for folder in (out, out / CHECKPOINTS):
+        for path in folder.iterdir() if folder.is_dir() else []:
+            if path.name.startswith((TMP_PREFIX, OLD_PREFIX)):
+                _remove(path)
+
+
+# The metrics log is written with json, not srsly: srsly's ujson rounds floats to 10 digits.
+
+
+def append_jsonl(path: Path, record: Dict[str, Any]) -> None:
+    with disk_writes("the metrics log", path, lambda: resume_hint(path.parent)):
+        with path.open("a", encoding="utf8") as f:
+            f.write(json.dumps(record) + "\n")
+
+
+def truncate_metrics(path: Path, step: int) -> None:
+    """Drop the log lines a killed run wrote after its last checkpoint, and a line it was
+    killed in the middle of writing."""
+    if not path.exists():
+        return
+    kept = []
+    for line in path.read_text(encoding="utf8", errors="replace").splitlines():
+        try:
+            record = json.loads(line)
+        except ValueError:
+            continue  # torn by a kill mid-write
+        if isinstance(record, dict) and record.get("step", 0) <= step:
+            kept.append(line)
+    with disk_writes("the metrics log", path, lambda: resume_hint(path.parent)):
+        atomic_write_text(path, "".join(line + "\n" for line in kept))
