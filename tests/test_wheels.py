@@ -4,6 +4,7 @@ environment's dependencies through a .pth file (torch, spaCy, ... are not reinst
 spacy_mlm and the pipeline come only from the wheels. The spacy-mlm wheel is built once per session."""
 
 import configparser
+import shutil
 import site
 import subprocess
 import sys
@@ -34,7 +35,13 @@ def run(cmd, cwd=None):
 def wheel_venv(tmp_path_factory):
     """The spacy-mlm wheel, installed (not editable) in a fresh venv."""
     root = tmp_path_factory.mktemp("wheel")
-    run([sys.executable, "-m", "pip", "wheel", "-q", "--no-deps", str(REPO), "-w", str(root / "wheels")])
+    # Built from a copy of the sources: an in-tree build leaves build/ and spacy_mlm.egg-info in
+    # the repo, and setuptools would put files left in build/lib by earlier builds in the wheel.
+    source = root / "source"
+    shutil.copytree(REPO / "spacy_mlm", source / "spacy_mlm", ignore=shutil.ignore_patterns("__pycache__"))
+    for name in ("setup.py", "pyproject.toml", "README.md"):
+        shutil.copy(REPO / name, source / name)
+    run([sys.executable, "-m", "pip", "wheel", "-q", "--no-deps", str(source), "-w", str(root / "wheels")])
     (wheel,) = (root / "wheels").glob("spacy_mlm-*.whl")
     venv = root / "venv"
     run([sys.executable, "-m", "venv", str(venv)])
@@ -74,7 +81,7 @@ def test_pipeline_wheel_installs_and_loads_offline(wheel_venv, bert_checkpoint, 
     assert out == ["transformer,fill_mask,trf_ner,trf_textcat,trf_similarity", "5", "['NEG',", "'POS']", "True"]
 
 
-def test_wheel_ships_configs_and_entry_points(wheel_venv):
+def test_wheel_ships_configs_and_entry_points(wheel_venv, tmp_path):
     with zipfile.ZipFile(wheel_venv.wheel) as zf:
         names = zf.namelist()
         entry_points = configparser.ConfigParser(delimiters=("=",))
@@ -83,6 +90,8 @@ def test_wheel_ships_configs_and_entry_points(wheel_venv):
     assert sorted(n for n in names if n.startswith("spacy_mlm/configs/")) == [
         f"spacy_mlm/configs/{kind}.cfg" for kind in ("full", "ner", "pretrain", "textcat")
     ]
+    sources = {p.relative_to(REPO).as_posix() for p in (REPO / "spacy_mlm").rglob("*") if p.is_file()}
+    assert {n for n in names if n.startswith("spacy_mlm/")} == {n for n in sources if "__pycache__" not in n}
     assert sorted(entry_points["spacy_factories"]) == FACTORIES
     assert dict(entry_points["spacy_cli"]) == {"mlm": "spacy_mlm.spacy_cli"}
     assert dict(entry_points["console_scripts"]) == {"spacy-mlm": "spacy_mlm.cli:main"}
@@ -96,9 +105,10 @@ def test_wheel_ships_configs_and_entry_points(wheel_venv):
         "nlp = spacy.blank('en')\nnlp.add_pipe('transformer')\n"
         "print(all(nlp.add_pipe(f) for f in %r))\n"
     ) % (wheel_venv.site, FACTORIES)
-    assert run([wheel_venv.python, "-c", script]).split("\n")[-3:] == [str(FACTORIES), "True", ""]
-    assert "init-config" in run([str(wheel_venv.bin / "spacy-mlm"), "--help"])
-    assert "init-config" in run([wheel_venv.python, "-m", "spacy", "mlm", "--help"])
+    # cwd outside the repo: a spacy_mlm.egg-info there (from an in-tree build) would be found first.
+    assert run([wheel_venv.python, "-c", script], cwd=tmp_path).split("\n")[-3:] == [str(FACTORIES), "True", ""]
+    assert "init-config" in run([str(wheel_venv.bin / "spacy-mlm"), "--help"], cwd=tmp_path)
+    assert "init-config" in run([wheel_venv.python, "-m", "spacy", "mlm", "--help"], cwd=tmp_path)
 
 
 def test_wheel_init_config_pretrain_and_train(wheel_venv, bert_checkpoint, tmp_path):
