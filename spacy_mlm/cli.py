@@ -13,6 +13,9 @@ from .errors import SpacyMlmError
 @click.version_option(package_name="spacy-mlm")
 def cli() -> None:
     """spacy-mlm: masked-language-model encoders in spaCy."""
+    from .compat import warn_on_untested_versions
+
+    warn_on_untested_versions()
 
 
 def load_fill_mask_pipeline(model: str, top_k: Optional[int] = None):
@@ -101,7 +104,7 @@ def init_model_command(output_dir: str, tokenizer_dir: str, arch: str, size: str
 @click.option("--force", is_flag=True, help="Start over in an OUTPUT_DIR that holds another run.")
 @click.pass_context
 def pretrain_command(ctx, config_path: str, output_dir: str, gpu_id: Optional[int], resume: bool, force: bool) -> None:
-    """Masked-language-model pretraining from a config (see configs/pretrain.cfg).
+    """Masked-language-model pretraining from a config (write one with `spacy-mlm init-config pretrain`).
 
     Override any setting with --section.key value, e.g. --paths.train corpus.txt
     --training.max_steps 1000. Runs under `torchrun --nproc_per_node N` unchanged.
@@ -145,8 +148,10 @@ def score_command(model: str, corpus, batch_size: int, max_docs: Optional[int], 
 def _register_commands() -> None:
     # Commands that live beside the code they drive.
     from .convert import convert_command
+    from .init_config import init_config_command
 
     cli.add_command(convert_command)
+    cli.add_command(init_config_command)
 
 
 _register_commands()

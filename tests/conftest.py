@@ -24,16 +24,79 @@ def corpus(n: int = 400, seed: int = 0):
     return [" ".join(rng.choice(WORDS) for _ in range(rng.randint(5, 15))) for _ in range(n)]
 
 
+def wordpiece_tokenizer(output_dir):
+    """A BERT-style tokenizer with a FIXED vocabulary (specials, the characters of WORDS, their
+    ## continuations, the words): HF's trainers break ties differently from run to run, which
+    made tests flaky. Pipeline and saving as in spacy_mlm.pretrain.tokenizer.train_tokenizer."""
+    from tokenizers import Tokenizer, decoders, models, normalizers, pre_tokenizers, processors
+    from transformers import BertTokenizerFast
+
+    from spacy_mlm.pretrain.tokenizer import WORDPIECE_SPECIALS
+
+    chars = sorted(set("".join(WORDS)))
+    tokens = WORDPIECE_SPECIALS + chars + [f"##{c}" for c in chars] + sorted(set(WORDS) - set(chars))
+    tok = Tokenizer(models.WordPiece({t: i for i, t in enumerate(tokens)}, unk_token="[UNK]"))
+    tok.normalizer = normalizers.BertNormalizer(lowercase=False, strip_accents=False)
+    tok.pre_tokenizer = pre_tokenizers.BertPreTokenizer()
+    tok.decoder = decoders.WordPiece()
+    tok.post_processor = processors.TemplateProcessing(
+        single="[CLS] $A [SEP]",
+        pair="[CLS] $A [SEP] $B:1 [SEP]:1",
+        special_tokens=[("[CLS]", tokens.index("[CLS]")), ("[SEP]", tokens.index("[SEP]"))],
+    )
+    BertTokenizerFast(tokenizer_object=tok, do_lower_case=False, model_max_length=512).save_pretrained(str(output_dir))
+
+
+def bpe_tokenizer(output_dir, vocab_size: int = 300):
+    """A RoBERTa-style byte-level BPE tokenizer whose merges are learnt by a deterministic BPE
+    (most frequent pair over corpus(), ties broken by the pair itself). Pipeline and saving as in
+    spacy_mlm.pretrain.tokenizer.train_tokenizer."""
+    from collections import Counter
+
+    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, processors
+    from transformers import RobertaTokenizerFast
+
+    from spacy_mlm.pretrain.tokenizer import BPE_SPECIALS
+
+    pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    words = Counter(word for text in corpus() for word, _ in pre_tokenizer.pre_tokenize_str(text))
+    splits = {word: list(word) for word in words}
+    tokens = BPE_SPECIALS + sorted(pre_tokenizers.ByteLevel.alphabet())
+    merges = []
+    while len(tokens) < vocab_size:
+        pairs = Counter()
+        for word, n in words.items():
+            pairs.update({pair: n for pair in zip(splits[word], splits[word][1:])})
+        if not pairs:
+            break
+        best = min(pairs, key=lambda pair: (-pairs[pair], pair))
+        merges.append(best)
+        tokens.append("".join(best))
+        for word, pieces in splits.items():
+            i, merged = 0, []
+            while i < len(pieces):
+                if tuple(pieces[i : i + 2]) == best:
+                    merged.append("".join(best))
+                    i += 2
+                else:
+                    merged.append(pieces[i])
+                    i += 1
+            splits[word] = merged
+    tok = Tokenizer(models.BPE({t: i for i, t in enumerate(tokens)}, merges))
+    tok.pre_tokenizer = pre_tokenizer
+    tok.decoder = decoders.ByteLevel()
+    tok.post_processor = processors.RobertaProcessing(
+        ("</s>", tokens.index("</s>")), ("<s>", tokens.index("<s>")), add_prefix_space=False
+    )
+    RobertaTokenizerFast(tokenizer_object=tok, model_max_length=512).save_pretrained(str(output_dir))
+
+
 @pytest.fixture(scope="session")
 def tokenizer_dirs(tmp_path_factory):
-    from spacy_mlm.pretrain.tokenizer import train_tokenizer
-
     root = tmp_path_factory.mktemp("tokenizers")
-    dirs = {}
-    for kind in ("wordpiece", "bpe"):
-        train_tokenizer(corpus(), root / kind, vocab_size=300, kind=kind)
-        dirs[kind] = root / kind
-    return dirs
+    wordpiece_tokenizer(root / "wordpiece")
+    bpe_tokenizer(root / "bpe")
+    return {"wordpiece": root / "wordpiece", "bpe": root / "bpe"}
 
 
 @pytest.fixture(scope="session")

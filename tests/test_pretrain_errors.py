@@ -218,8 +218,9 @@ def test_incompatible_versions(monkeypatch):
 
 
 def test_spacy_transformers_import_failure_is_explained():
-    """What a user with a broken spacy-transformers/transformers pair sees on `import spacy_mlm`."""
-    code = "import sys; sys.modules['spacy_transformers'] = None; import spacy_mlm"
+    """What a user with a broken spacy-transformers/transformers pair sees on first use of a pipe
+    (`import spacy_mlm` alone stays cheap and imports neither)."""
+    code = "import sys; sys.modules['spacy_transformers'] = None; import spacy_mlm; spacy_mlm.FillMask"
     env = {**os.environ, "HF_HUB_OFFLINE": "1", "OMP_NUM_THREADS": "1"}
     r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=120)
     assert r.returncode == 1

@@ -140,7 +140,16 @@ def test_trf_tagger_ner_errors(bert_checkpoint):
         nlp.update(org, sgd=optimizer)
     with pytest.warns(UserWarning, match=r"labels absent from the training data: \['ORG'\]"):
         nlp.evaluate(org)
-    assert nlp.update([], sgd=optimizer) is not None
+    tagger = nlp.get_pipe("trf_tagger_ner")
+
+    def weights():
+        return [node.get_param(n).copy() for node in tagger.model.walk() for n in node.param_names if node.has_param(n)]
+
+    before = weights()
+    assert before
+    assert nlp.update([], sgd=optimizer) == {}  # spaCy's Language.update returns at once on no examples
+    assert tagger.update([], sgd=optimizer) == {"trf_tagger_ner": 0.0}
+    assert all(numpy.array_equal(a, b) for a, b in zip(before, weights()))
     assert nlp.update([Example.from_dict(nlp.make_doc(""), {})], sgd=optimizer)["trf_tagger_ner"] == 0.0
 
 

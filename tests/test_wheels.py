@@ -1,17 +1,28 @@
 """Wheels: the spacy-mlm wheel and a packaged five-pipe pipeline install into a fresh venv and
-load offline. The venv sees the test environment's dependencies through a .pth file (torch,
-spaCy, ... are not reinstalled), but spacy_mlm and the pipeline come only from the wheels."""
+load offline; the wheel's commands and entry points work there. The venv sees the test
+environment's dependencies through a .pth file (torch, spaCy, ... are not reinstalled), but
+spacy_mlm and the pipeline come only from the wheels. The spacy-mlm wheel is built once per session."""
 
+import configparser
+import shutil
 import site
 import subprocess
 import sys
 import zipfile
 from pathlib import Path
+from types import SimpleNamespace
 
-from .test_ner_textcat import cat_examples, ner_examples, nlp_with
+import pytest
+import spacy
+
+from .pretrain_fixtures import SMALL, sentences, write_lines
+from .test_configs import write_data
+from .test_ner_textcat import NER_DATA, cat_examples, ner_examples, nlp_with
 
 REPO = Path(__file__).resolve().parent.parent
 ENV = {"HF_HUB_OFFLINE": "1", "PATH": "/usr/bin:/bin"}
+FACTORIES = ["fill_mask", "trf_beam_ner", "trf_ner", "trf_similarity", "trf_tagger_ner", "trf_textcat",
+             "trf_textcat_multilabel"]
 
 
 def run(cmd, cwd=None):
@@ -20,7 +31,28 @@ def run(cmd, cwd=None):
     return proc.stdout
 
 
-def test_pipeline_wheel_installs_and_loads_offline(bert_checkpoint, tmp_path):
+@pytest.fixture(scope="session")
+def wheel_venv(tmp_path_factory):
+    """The spacy-mlm wheel, installed (not editable) in a fresh venv."""
+    root = tmp_path_factory.mktemp("wheel")
+    # Built from a copy of the sources: an in-tree build leaves build/ and spacy_mlm.egg-info in
+    # the repo, and setuptools would put files left in build/lib by earlier builds in the wheel.
+    source = root / "source"
+    shutil.copytree(REPO / "spacy_mlm", source / "spacy_mlm", ignore=shutil.ignore_patterns("__pycache__"))
+    for name in ("setup.py", "pyproject.toml", "README.md"):
+        shutil.copy(REPO / name, source / name)
+    run([sys.executable, "-m", "pip", "wheel", "-q", "--no-deps", str(source), "-w", str(root / "wheels")])
+    (wheel,) = (root / "wheels").glob("spacy_mlm-*.whl")
+    venv = root / "venv"
+    run([sys.executable, "-m", "venv", str(venv)])
+    py = str(venv / "bin" / "python")
+    run([py, "-m", "pip", "install", "-q", "--no-deps", "--no-index", str(wheel)])
+    venv_site = run([py, "-c", "import site; print(site.getsitepackages()[0])"]).strip()
+    Path(venv_site, "deps.pth").write_text(site.getsitepackages()[0] + "\n")
+    return SimpleNamespace(wheel=wheel, python=py, bin=venv / "bin", site=venv_site)
+
+
+def test_pipeline_wheel_installs_and_loads_offline(wheel_venv, bert_checkpoint, tmp_path):
     nlp = nlp_with(bert_checkpoint, "fill_mask")
     nlp.add_pipe("trf_ner")
     nlp.add_pipe("trf_textcat")
@@ -36,16 +68,8 @@ def test_pipeline_wheel_installs_and_loads_offline(bert_checkpoint, tmp_path):
     with zipfile.ZipFile(pipeline_wheel) as zf:
         metadata = next(zf.read(n).decode() for n in zf.namelist() if n.endswith("METADATA"))
     assert "Requires-Dist: spacy-mlm" in metadata
-    run([sys.executable, "-m", "pip", "wheel", "-q", "--no-deps", str(REPO),
-         "-w", str(tmp_path / "wheels")])
-    (own_wheel,) = (tmp_path / "wheels").glob("spacy_mlm-*.whl")
-
-    venv = tmp_path / "venv"
-    run([sys.executable, "-m", "venv", str(venv)])
-    py = str(venv / "bin" / "python")
-    run([py, "-m", "pip", "install", "-q", "--no-deps", "--no-index", str(own_wheel), str(pipeline_wheel)])
-    venv_site = run([py, "-c", "import site; print(site.getsitepackages()[0])"]).strip()
-    Path(venv_site, "deps.pth").write_text(site.getsitepackages()[0] + "\n")
+    py, venv_site = wheel_venv.python, wheel_venv.site
+    run([py, "-m", "pip", "install", "-q", "--no-deps", "--no-index", str(pipeline_wheel)])
     script = (
         "import spacy, spacy_mlm\n"
         "assert spacy_mlm.__file__.startswith(%r), spacy_mlm.__file__\n"
@@ -55,3 +79,60 @@ def test_pipeline_wheel_installs_and_loads_offline(bert_checkpoint, tmp_path):
     ) % venv_site
     out = run([py, "-c", script], cwd=str(tmp_path)).split()
     assert out == ["transformer,fill_mask,trf_ner,trf_textcat,trf_similarity", "5", "['NEG',", "'POS']", "True"]
+
+
+def test_wheel_ships_configs_and_entry_points(wheel_venv, tmp_path):
+    with zipfile.ZipFile(wheel_venv.wheel) as zf:
+        names = zf.namelist()
+        entry_points = configparser.ConfigParser(delimiters=("=",))
+        entry_points.optionxform = str
+        entry_points.read_string(next(zf.read(n).decode() for n in names if n.endswith("entry_points.txt")))
+    assert sorted(n for n in names if n.startswith("spacy_mlm/configs/")) == [
+        f"spacy_mlm/configs/{kind}.cfg" for kind in ("full", "ner", "pretrain", "textcat")
+    ]
+    sources = {p.relative_to(REPO).as_posix() for p in (REPO / "spacy_mlm").rglob("*") if p.is_file()}
+    assert {n for n in names if n.startswith("spacy_mlm/")} == {n for n in sources if "__pycache__" not in n}
+    assert sorted(entry_points["spacy_factories"]) == FACTORIES
+    assert dict(entry_points["spacy_cli"]) == {"mlm": "spacy_mlm.spacy_cli"}
+    assert dict(entry_points["console_scripts"]) == {"spacy-mlm": "spacy_mlm.cli:main"}
+    # Every entry point of the installed wheel loads, and the factories register with spaCy.
+    script = (
+        "import spacy\nfrom importlib.metadata import distribution\n"
+        "dist = distribution('spacy-mlm')\n"
+        "assert str(dist.locate_file('spacy_mlm')).startswith(%r), dist.locate_file('spacy_mlm')\n"
+        "for ep in dist.entry_points:\n    ep.load()\n"
+        "print(sorted(ep.name for ep in dist.entry_points if ep.group == 'spacy_factories'))\n"
+        "nlp = spacy.blank('en')\nnlp.add_pipe('transformer')\n"
+        "print(all(nlp.add_pipe(f) for f in %r))\n"
+    ) % (wheel_venv.site, FACTORIES)
+    # cwd outside the repo: a spacy_mlm.egg-info there (from an in-tree build) would be found first.
+    assert run([wheel_venv.python, "-c", script], cwd=tmp_path).split("\n")[-3:] == [str(FACTORIES), "True", ""]
+    assert "init-config" in run([str(wheel_venv.bin / "spacy-mlm"), "--help"], cwd=tmp_path)
+    assert "init-config" in run([wheel_venv.python, "-m", "spacy", "mlm", "--help"], cwd=tmp_path)
+
+
+def test_wheel_init_config_pretrain_and_train(wheel_venv, bert_checkpoint, tmp_path):
+    """The configs a non-editable install writes run: pretraining, then `spacy train` on NER."""
+    spacy_mlm = str(wheel_venv.bin / "spacy-mlm")
+    run([spacy_mlm, "init-config", "pretrain", "pretrain.cfg"], cwd=tmp_path)
+    train = write_lines(tmp_path / "train.txt", sentences(60, seed=1))
+    dev = write_lines(tmp_path / "dev.txt", sentences(20, seed=2))
+    small = [x for k, v in SMALL.items() for x in (f"--{k}", str(v))]
+    out = run([spacy_mlm, "pretrain", "pretrain.cfg", "pt_out", "--paths.train", str(train), "--paths.dev", str(dev),
+               "--paths.base_model", str(bert_checkpoint), "--training.max_steps", "2",
+               "--training.eval_frequency", "2", *small], cwd=tmp_path)
+    assert "Saved the pretrained model to" in out
+    assert (tmp_path / "pt_out" / "final" / "config.json").is_file()
+
+    run([spacy_mlm, "init-config", "ner", "ner.cfg", "--base-model", str(tmp_path / "pt_out" / "final")], cwd=tmp_path)
+    data = write_data(spacy.blank("en"), tmp_path / "data", cats=False)
+    run([wheel_venv.python, "-m", "spacy", "train", "ner.cfg", "--output", "ner_out", "--paths.train", str(data),
+         "--paths.dev", str(data), "--training.max_steps", "4", "--training.eval_frequency", "2"], cwd=tmp_path)
+    script = (
+        "import spacy\nnlp = spacy.load('ner_out/model-last')\n"
+        "print(nlp.pipe_names, nlp.get_pipe('ner').labels, nlp.get_pipe('ner').__module__)\n"
+    )
+    labels = tuple(sorted({label for _, ents in NER_DATA for *_, label in ents}))
+    assert run([wheel_venv.python, "-c", script], cwd=tmp_path).strip() == (
+        f"['transformer', 'ner'] {labels} spacy_mlm.pipes.tagger_ner"
+    )

@@ -1,31 +1,38 @@
-"""spaCy components that read the shared `transformer` component's output."""
+"""spaCy components that read the shared `transformer` component's output.
 
-from ._fork import register_fork_handler
-from .fill_mask import FillMask, make_fill_mask
-from .ner import TrfEntityRecognizer, make_trf_ner
-from .similarity import TrfSimilarity, make_trf_similarity, restore_vector_hooks
-from .tagger_ner import TrfTaggerEntityRecognizer, make_trf_tagger_ner
-from .textcat import (
-    TrfMultiLabelTextCategorizer,
-    TrfTextCategorizer,
-    make_trf_textcat,
-    make_trf_textcat_multilabel,
-)
+The names below load their module (and torch/transformers with it) on first access, so
+`import spacy_mlm.pipes` stays cheap; spaCy imports a pipe's module through its
+`spacy_factories` entry point when a pipeline uses it.
+"""
 
-__all__ = [
-    "FillMask",
-    "TrfEntityRecognizer",
-    "TrfMultiLabelTextCategorizer",
-    "TrfSimilarity",
-    "TrfTaggerEntityRecognizer",
-    "TrfTextCategorizer",
-    "make_fill_mask",
-    "make_trf_ner",
-    "make_trf_similarity",
-    "make_trf_tagger_ner",
-    "make_trf_textcat",
-    "make_trf_textcat_multilabel",
-    "restore_vector_hooks",
-]
+from importlib import import_module
+from typing import Any, Dict, List
 
-register_fork_handler()
+_MODULE_OF: Dict[str, str] = {
+    "FillMask": "fill_mask",
+    "make_fill_mask": "fill_mask",
+    "TrfEntityRecognizer": "ner",
+    "make_trf_ner": "ner",
+    "TrfSimilarity": "similarity",
+    "make_trf_similarity": "similarity",
+    "restore_vector_hooks": "similarity",
+    "TrfTaggerEntityRecognizer": "tagger_ner",
+    "make_trf_tagger_ner": "tagger_ner",
+    "TrfMultiLabelTextCategorizer": "textcat",
+    "TrfTextCategorizer": "textcat",
+    "make_trf_textcat": "textcat",
+    "make_trf_textcat_multilabel": "textcat",
+}
+
+__all__ = sorted(_MODULE_OF)
+
+
+def __getattr__(name: str) -> Any:
+    module = _MODULE_OF.get(name)
+    if module is None:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    return getattr(import_module(f".{module}", __name__), name)
+
+
+def __dir__() -> List[str]:
+    return sorted(set(globals()) | set(_MODULE_OF))

@@ -20,7 +20,7 @@ from spacy.symbols import ORTH
 from spacy.tokens import Doc, Token
 from spacy.training import Example
 
-from ..compat import incompatible_versions_error, warn_on_untested_versions
+from ..compat import incompatible_versions_error
 
 try:  # a clear error (versions, pip command) instead of an ImportError deep inside spacy-transformers
     from spacy_transformers.data_classes import FullTransformerBatch
@@ -33,9 +33,8 @@ from thinc.api import Model, Optimizer, PyTorchWrapper_v2, get_array_module, set
 from ..errors import SpacyMlmError
 from ..heads import MaskedLMHead, load_mlm_head
 from ..util import IN_PLACE_HINT, atomic_write_text, disk_writes
+from ._runtime import prepare_pipe_process
 from ._upstream import get_upstream_transformer, require_trf_data
-
-warn_on_untested_versions()
 
 # One doc's predictions: (token index, top-k vocabulary ids, their probabilities) per mask.
 MaskPrediction = Tuple[int, numpy.ndarray, numpy.ndarray]
@@ -79,6 +78,7 @@ def make_fill_mask(
     checkpoint (Optional[str]): HF checkpoint holding the MLM head; default: the transformer's `name`.
     mlm_rate (float): share of tokens masked in the MLM loss during training; 0 turns it off.
     """
+    prepare_pipe_process()
     return FillMask(
         nlp, name, top_k=top_k, targets=targets, upstream=upstream, checkpoint=checkpoint, mlm_rate=mlm_rate
     )

@@ -8,6 +8,7 @@ from spacy.training import Example
 from thinc.api import Model
 
 from ._listener import LISTENER_CONFIG, ScaledHead, check_transformer_before, warn_unseen_labels, with_head_lr_scale
+from ._runtime import prepare_pipe_process
 
 # 1.0 by default: with spaCy's default optimizer (Adam 1e-3, what nlp.initialize() returns) a
 # 10x head runs at 1e-2 and training becomes unstable. configs/ner.cfg and full.cfg, whose
@@ -56,6 +57,7 @@ def make_trf_ner(
 ) -> "TrfEntityRecognizer":
     """spaCy's `ner` with a TransformerListener model: add it after a `transformer` and train.
     head_lr_scale: the NER head's learning rate as a multiple of the optimizer's (the encoder's)."""
+    prepare_pipe_process()
     ner = TrfEntityRecognizer(
         nlp.vocab, model, name=name, moves=moves, update_with_oracle_cut_size=update_with_oracle_cut_size,
         incorrect_spans_key=incorrect_spans_key, scorer=scorer,
@@ -80,6 +82,7 @@ def make_trf_beam_ner(
     """trf_ner with spaCy's beam search (what `beam_ner` is to `ner`): it keeps beam_width
     analyses per doc in training and prediction. head_lr_scale 1: with 10 the beam's larger
     updates made WNUT-17 F1 worse (BENCHMARKS.md)."""
+    prepare_pipe_process()
     ner = TrfEntityRecognizer(
         nlp.vocab, model, name=name, moves=moves, update_with_oracle_cut_size=update_with_oracle_cut_size,
         beam_width=beam_width, beam_density=beam_density, beam_update_prob=beam_update_prob,

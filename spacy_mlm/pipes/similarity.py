@@ -5,7 +5,7 @@ spaCy's user hooks, so `doc.vector`, `span.vector`, `token.vector`, `has_vector`
 `.similarity()` work as users expect.
 """
 
-from functools import partial, wraps
+from functools import partial
 from pathlib import Path
 from typing import Iterable, List, Optional, Sequence, Tuple, Union
 
@@ -18,6 +18,7 @@ from spacy.tokens import Doc
 
 from ..errors import SpacyMlmError
 from ..util import IN_PLACE_HINT, atomic_write_text, disk_writes
+from ._runtime import prepare_pipe_process
 from ._upstream import get_upstream_transformer
 from ._windows import _to_numpy, doc_pieces, token_pieces
 
@@ -30,7 +31,6 @@ def install_extensions() -> None:
     for name in ("trf_vector", "trf_token_has_vector", "trf_vector_config"):
         if not Doc.has_extension(name):
             Doc.set_extension(name, default=None)
-    _reinstall_hooks_after_multiprocessing()
 
 
 @Language.factory(
@@ -46,6 +46,7 @@ def make_trf_similarity(nlp: Language, name: str, pooling: str, normalize: bool,
         does), "cls" (the first wordpiece; doc level only, spans and tokens use mean) or "max".
     normalize (bool): L2-normalize the vectors.
     """
+    prepare_pipe_process()
     return TrfSimilarity(nlp, name, pooling=pooling, normalize=normalize, upstream=upstream)
 
 
@@ -159,8 +160,10 @@ def restore_vector_hooks(doc: Doc) -> Doc:
 
     Doc.to_bytes / DocBin keep `doc.tensor` and the `doc._` values but drop `doc.user_hooks`
     (spaCy warning W109), so a deserialized doc's `.vector` would silently become the mean of
-    doc.tensor. `nlp.pipe(..., n_process=N)` calls this for you; call it yourself on docs
-    restored with Doc.from_bytes or DocBin. Docs trf_similarity never saw are left alone.
+    doc.tensor. Call it on docs restored with Doc.from_bytes or DocBin, and on the docs of
+    `nlp.pipe(..., n_process=N)` (which come back from the workers as bytes):
+    `docs = map(restore_vector_hooks, nlp.pipe(texts, n_process=2))`. Docs trf_similarity
+    never saw are left alone.
     """
     cfg = doc._.get("trf_vector_config") if doc.has_extension("trf_vector_config") else None
     if cfg is None or doc._.trf_vector is None or doc._.trf_token_has_vector is None:
@@ -176,22 +179,6 @@ def restore_vector_hooks(doc: Doc) -> Doc:
     doc.user_token_hooks["has_vector"] = _token_has_vector
     doc.user_token_hooks["similarity"] = _similarity
     return doc
-
-
-def _reinstall_hooks_after_multiprocessing() -> None:
-    """Wrap Language._multiprocessing_pipe (once) so docs coming back from worker processes
-    get their hooks again. A no-op for docs without trf_similarity output."""
-    original = Language._multiprocessing_pipe
-    if getattr(original, "_spacy_mlm_restores_hooks", False):
-        return
-
-    @wraps(original)
-    def _multiprocessing_pipe(self, *args, **kwargs):
-        for doc in original(self, *args, **kwargs):
-            yield restore_vector_hooks(doc)
-
-    _multiprocessing_pipe._spacy_mlm_restores_hooks = True  # type: ignore[attr-defined]
-    Language._multiprocessing_pipe = _multiprocessing_pipe  # type: ignore[method-assign]
 
 
 # User hooks are module-level functions (picklable) reading what set_annotations stored.

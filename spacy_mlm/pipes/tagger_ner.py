@@ -22,6 +22,7 @@ from thinc.types import Floats2d, Ints1d
 
 from ..errors import SpacyMlmError
 from ._listener import LISTENER_CONFIG, ScaledHead, check_transformer_before, warn_unseen_labels, with_head_lr_scale
+from ._runtime import prepare_pipe_process
 
 OUT = "O"
 DEFAULT_TAGGER_NER_MODEL = {
@@ -70,6 +71,7 @@ def make_trf_tagger_ner(
 ) -> "TrfTaggerEntityRecognizer":
     """NER as token classification: add it after a `transformer` and train.
     head_lr_scale: the tag softmax's learning rate as a multiple of the optimizer's (the encoder's)."""
+    prepare_pipe_process()
     return with_head_lr_scale(TrfTaggerEntityRecognizer(nlp.vocab, model, name, scorer=scorer), head_lr_scale)
 
 

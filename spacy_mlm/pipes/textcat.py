@@ -10,6 +10,7 @@ from thinc.api import Model
 
 from ..errors import SpacyMlmError
 from ._listener import LISTENER_CONFIG, ScaledHead, check_transformer_before, warn_unseen_labels, with_head_lr_scale
+from ._runtime import prepare_pipe_process
 
 
 def _textcat_model(exclusive: bool) -> dict:
@@ -51,6 +52,7 @@ def make_trf_textcat(
 ) -> "TrfTextCategorizer":
     """spaCy's `textcat` (exactly one label per doc) reading the shared transformer.
     head_lr_scale: the classifier's learning rate as a multiple of the optimizer's (the encoder's)."""
+    prepare_pipe_process()
     return with_head_lr_scale(TrfTextCategorizer(nlp.vocab, model, name, threshold=threshold, scorer=scorer), head_lr_scale)
 
 
@@ -70,6 +72,7 @@ def make_trf_textcat_multilabel(
     nlp: Language, name: str, model: Model, threshold: float, scorer: Optional[Callable], head_lr_scale: float
 ) -> "TrfMultiLabelTextCategorizer":
     """spaCy's `textcat_multilabel` (any number of labels per doc) reading the shared transformer."""
+    prepare_pipe_process()
     pipe = TrfMultiLabelTextCategorizer(nlp.vocab, model, name, threshold=threshold, scorer=scorer)
     return with_head_lr_scale(pipe, head_lr_scale)
 

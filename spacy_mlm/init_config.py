@@ -1,0 +1,82 @@
+"""`spacy-mlm init-config KIND OUTPUT`: a complete config from the defaults that ship with the
+package (spacy_mlm/configs/*.cfg, package data; the repo's configs/ holds identical copies).
+
+Like `spacy init config`, the written config is filled: every setting the training code reads
+is in it, with its default. Training configs are filled by spaCy itself (building the pipeline
+from the config, as `spacy init fill-config` does); the pretraining config by its registered
+functions' signatures after a check of every section and key.
+"""
+
+import sys
+from importlib.resources import files
+from typing import Optional
+
+import click
+
+from .errors import SpacyMlmError
+
+CONFIG_KINDS = ("pretrain", "ner", "textcat", "full")
+# Stands in for a missing --base-model while spaCy builds the pipeline to fill the config
+# (spacy-transformers requires a name there); the written config keeps `base_model = null`.
+_PLACEHOLDER_MODEL = "BASE_MODEL"
+
+
+def default_config_text(kind: str) -> str:
+    """The commented default config of KIND as shipped with spacy-mlm."""
+    if kind not in CONFIG_KINDS:
+        raise SpacyMlmError(f"Unknown config kind {kind!r}: use one of {', '.join(CONFIG_KINDS)}.")
+    return files("spacy_mlm").joinpath("configs", f"{kind}.cfg").read_text(encoding="utf8")
+
+
+def fill_config(kind: str, *, base_model: Optional[str] = None, gpu: bool = False):
+    """The complete config of KIND (a thinc Config, variables like ${paths.train} kept).
+
+    base_model: sets [paths] base_model. gpu: pretraining runs on GPU 0 ([system] gpu_id = 0);
+    spaCy training configs train the transformer in mixed precision (spacy-transformers'
+    `mixed_precision`, GPU only; the device itself is `spacy train --gpu-id`).
+    """
+    from thinc.api import Config
+
+    config = Config().from_str(default_config_text(kind), interpolate=False)
+    config["paths"]["base_model"] = base_model
+    if kind == "pretrain":
+        from .pretrain.config import check_keys
+        from .registry import registry
+
+        if gpu:
+            config["system"]["gpu_id"] = 0
+        check_keys(config)
+        return registry.fill(config, validate=True)
+    import spacy
+
+    if gpu:
+        config["components"]["transformer"]["model"]["mixed_precision"] = True
+    config["paths"]["base_model"] = base_model or _PLACEHOLDER_MODEL
+    nlp = spacy.util.load_model_from_config(config, auto_fill=True, validate=False)
+    filled = spacy.util.load_model_from_config(nlp.config).config  # validate what was filled
+    filled["paths"]["base_model"] = base_model
+    return filled
+
+
+@click.command("init-config")
+@click.argument("kind", type=click.Choice(CONFIG_KINDS))
+@click.argument("output_file", type=click.Path(dir_okay=False, allow_dash=True))
+@click.option("--base-model", default=None, help="HF checkpoint dir or hub name: [paths] base_model.")
+@click.option("--gpu", is_flag=True,
+              help="pretrain: [system] gpu_id = 0; ner/textcat/full: the transformer trains in mixed precision.")
+def init_config_command(kind: str, output_file: str, base_model: Optional[str], gpu: bool) -> None:
+    """Write a complete KIND config to OUTPUT_FILE ('-': stdout).
+
+    \b
+    pretrain: spacy-mlm pretrain OUTPUT_FILE OUT_DIR --paths.train FILE
+    ner, textcat, full: python -m spacy train OUTPUT_FILE --paths.train T --paths.dev D
+    """
+    from .util import atomic_write_text, disk_writes
+
+    text = fill_config(kind, base_model=base_model, gpu=gpu).to_str()
+    if output_file == "-":
+        sys.stdout.write(text)
+        return
+    with disk_writes("the config", output_file):
+        atomic_write_text(output_file, text)
+    click.echo(f"Saved a {kind} config to {output_file}")
