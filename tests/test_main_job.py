@@ -1,0 +1,49 @@
+"""The main job in CI: `spacy project run all` on the demo data from all-MiniLM-L6-v2, with small
+step counts; the wheel it builds installs into a fresh venv and loads offline with the same
+outputs as the trained pipeline had in the workflow's own report."""
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+from .test_wheels import run, wheel_venv  # noqa: F401 (wheel_venv is a fixture)
+
+REPO = Path(__file__).resolve().parent.parent
+OUTPUTS = ("corpus", "models", "training", "metrics", "packages", "project.lock", "*.spacy", "__pycache__")
+
+
+def test_all_workflow_and_its_wheel_load_offline(minilm, wheel_venv, tmp_path):  # noqa: F811
+    shutil.copytree(REPO / "project", tmp_path / "project", ignore=shutil.ignore_patterns(*OUTPUTS))
+    shutil.copytree(REPO / "configs", tmp_path / "configs")
+    project = tmp_path / "project"
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1"}
+    small = ["--vars.pretrain_steps", "3", "--vars.train_steps", "4", "--vars.score_docs", "5"]
+    proc = subprocess.run([sys.executable, "-m", "spacy", "project", "run", "all", *small], cwd=project, env=env,
+                          capture_output=True, text=True, timeout=1500)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    # It started from MiniLM (its 30,522-entry vocabulary), pretrained, trained, evaluated, reported.
+    assert json.loads((project / "models" / "base" / "config.json").read_text())["vocab_size"] == 30522
+    assert [json.loads(line)["step"] for line in (project / "models/pretrained/metrics.jsonl").read_text().splitlines()][-1] == 3
+    ner = json.loads((project / "metrics" / "ner.json").read_text())
+    textcat = json.loads((project / "metrics" / "textcat.json").read_text())
+    assert 0.0 <= ner["ents_f"] <= 1.0 and 0.0 <= textcat["cats_micro_f"] <= 1.0
+    assert json.loads((project / "metrics" / "pppl.json").read_text())["pseudo_perplexity"] > 1.0
+    assert "The pipeline on new sentences" in proc.stdout and "fill_mask top-5" in proc.stdout
+    shown = json.loads((project / "metrics" / "showcase.json").read_text())
+    assert all(len(preds) == 5 for preds in shown["fill_mask"].values())
+    # The wheel, installed in a fresh venv without spacy-mlm's sources, offline: same outputs.
+    (wheel,) = project.glob("packages/*/dist/*.whl")
+    run([wheel_venv.python, "-m", "pip", "install", "-q", "--no-deps", "--no-index", str(wheel)])
+    script = (
+        "import json, sys\n"
+        "sys.path.insert(0, %r)\n"
+        "import spacy\n"
+        "from report import showcase\n"
+        "nlp = spacy.load('en_mlm_demo')\n"
+        "assert '/site-packages/en_mlm_demo/' in str(nlp.path), nlp.path\n"
+        "print(json.dumps(showcase(nlp)))\n"
+    ) % str(project / "scripts")
+    assert json.loads(run([wheel_venv.python, "-c", script], cwd=str(tmp_path))) == shown
