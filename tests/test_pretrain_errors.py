@@ -40,7 +40,7 @@ pytestmark = pytest.mark.usefixtures("restore_torch_threads")
     "edit,extra,pattern",
     [
         (("[training]", "[trainig]\nx = 1\n\n[training]"), {}, r"Unknown config section \[trainig\]\. Did you mean 'training'"),
-        ("DROP_MASKING", {}, r"The config has no \[masking\] section: copy it from configs/pretrain\.cfg"),
+        ("DROP_MASKING", {}, r"The config has no \[masking\] section: copy it from the output of `spacy-mlm init-config pretrain -`"),
         (('@misc = "spacy_mlm.TokenMasking.v1"\n', ""), {}, r"\[masking\] needs an @misc function"),
         (None, {"training.schedule": "cosin"}, r"\[training\] schedule = 'cosin': use one of linear, cosine, constant"),
         (None, {"training.precision": "fp8"}, r"\[training\] precision = 'fp8': use one of fp32, bf16, fp16"),
@@ -63,7 +63,7 @@ def test_config_errors(tmp_path, edit, extra, pattern):
 
 
 def test_config_file_base_model_and_corpus_required(tmp_path):
-    with pytest.raises(SpacyMlmError, match=r"Config file not found: .*nope\.cfg\. Start from configs/pretrain\.cfg"):
+    with pytest.raises(SpacyMlmError, match=r"Config file not found: .*nope\.cfg\. Write one with `spacy-mlm init-config pretrain .*nope\.cfg`"):
         load_config(tmp_path / "nope.cfg", BASE)
     with pytest.raises(SpacyMlmError, match=r"No base model: pass --paths\.base_model DIR"):
         load_config(CONFIG, {"paths.train": "t"})

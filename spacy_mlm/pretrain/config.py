@@ -71,7 +71,7 @@ def check_keys(cfg: Config) -> None:
     for section in FUNCTION_SECTIONS:
         block = _section(cfg, section)
         if block is None:
-            raise SpacyMlmError(f"The config has no [{section}] section: copy it from configs/pretrain.cfg.")
+            raise SpacyMlmError(f"The config has no [{section}] section: copy it from the output of `spacy-mlm init-config pretrain -`.")
         func_name = block.get("@misc")
         if func_name is None:
             raise SpacyMlmError(f"[{section}] needs an @misc function, e.g. @misc = \"spacy_mlm.Corpus.v1\".")
@@ -93,7 +93,7 @@ def load_config(path: Union[str, Path], overrides: Optional[Dict[str, Any]] = No
     """Read a config file, apply dotted overrides, check every key, fill plain-section defaults."""
     path = Path(path)
     if not path.is_file():
-        raise SpacyMlmError(f"Config file not found: {path}. Start from configs/pretrain.cfg.")
+        raise SpacyMlmError(f"Config file not found: {path}. Write one with `spacy-mlm init-config pretrain {path}`.")
     overrides = dict(overrides or {})
     raw = Config().from_disk(path, interpolate=False)
     check_overrides(raw, overrides)
