@@ -8,7 +8,8 @@ below with a fixed seed, so anyone can regenerate the exact files:
 
 The dev sets measure generalisation, not recall of the training lists: dev sentences use
 entity names, templates and sentiment words that never occur in training (or in the raw
-pretraining text), so a dev score is what a user can expect on new text of this domain.
+pretraining text), and a third of the NER dev sentences are all lowercase, so a dev score is
+what a user can expect on new text of this domain.
 The raw text states a few country facts, but never the ones the report asks the model about
 (France/Paris, Japan/Tokyo, ...): those must come from the pretrained encoder.
 """
@@ -149,9 +150,13 @@ def main(out: str) -> None:
     rng = random.Random(13)
     # NER sentences come from every template, reviews included: a model that never saw a
     # review sentence without entities tags half of each review as one.
-    for split, n in (("train", 400), ("dev", 100)):
+    # Some sentences are all lowercase, as in user-written text: capitalisation alone must not
+    # decide what is an entity (a third of the dev set, a tenth of training).
+    for split, n, lower in (("train", 400, 0.1), ("dev", 100, 0.33)):
         templates = NER_TEMPLATES[split] + REVIEW_TEMPLATES[split]
-        write_conll(out_dir / f"ner_{split}.conll", [fill(rng.choice(templates), rng, split) for _ in range(n)])
+        sentences = [fill(rng.choice(templates), rng, split) for _ in range(n)]
+        sentences = [([t.lower() for t in toks], tags) if rng.random() < lower else (toks, tags) for toks, tags in sentences]
+        write_conll(out_dir / f"ner_{split}.conll", sentences)
     for split, n in (("train", 320), ("dev", 80)):
         (out_dir / f"reviews_{split}.tsv").write_text("".join(reviews(rng, split, n)), encoding="utf8")
     (out_dir / "raw.txt").write_text("".join(s + "\n" for s in raw_sentences(rng, 6000)), encoding="utf8")
