@@ -33,7 +33,8 @@ PIPE = {"ner": "ner", "textcat": "textcat"}
 
 
 def run_key(row: Dict[str, Any]) -> str:
-    return json.dumps([row["task"], row["system"], row["phase"], row["setting"], row["seed"]], sort_keys=True)
+    keys = ("task", "system", "phase", "setting", "seed", "epochs", "batch_size", "max_train", "max_dev")
+    return json.dumps([row.get(k) for k in keys], sort_keys=True)
 
 
 def read_rows(path: Path) -> List[Dict[str, Any]]:
@@ -53,13 +54,14 @@ def run_one(task: str, system: str, setting: Dict[str, float], seed: int, train,
 def sweep(task: str, args: argparse.Namespace) -> None:
     root = data_dir(args.data_dir)
     train_file, dev_file = NER_FILES if task == "ner" else TEXTCAT_FILES
-    train, dev = load_docs(root / train_file, task), load_docs(root / dev_file, task)
+    train, dev = load_docs(root / train_file, task, args.max_train), load_docs(root / dev_file, task, args.max_dev)
     cut = len(train) * 9 // 10
     done = {run_key(r) for r in read_rows(args.out)}
 
     def record(system: str, phase: str, setting: Dict[str, float], seed: int, fit, score) -> Dict[str, Any]:
         row = {"task": task, "system": system, "phase": phase, "setting": setting, "seed": seed,
-               "epochs": args.epochs, "batch_size": args.batch_size, "base_model": str(args.base_model)}
+               "epochs": args.epochs, "batch_size": args.batch_size, "base_model": str(args.base_model),
+               "max_train": args.max_train, "max_dev": args.max_dev}
         if run_key(row) in done:
             return next(r for r in read_rows(args.out) if run_key(r) == run_key(row))
         print(f"== {task} {system} {phase} {setting} seed {seed}", file=sys.stderr, flush=True)
@@ -76,7 +78,7 @@ def sweep(task: str, args: argparse.Namespace) -> None:
 
 
 def summary(path: Path) -> str:
-    rows = read_rows(path)
+    rows = [r for r in read_rows(path) if not r.get("max_train") and not r.get("max_dev")]  # full runs only
     lines = ["| task | system | tuning (tune split, seed 0) | chosen | dev, seeds 1-3: mean ± std | range |", "|---|---|---|---|---|---|"]
     for task in ("ner", "textcat"):
         for system in ("hf", "spacy"):
@@ -108,6 +110,8 @@ def main(argv: Optional[Sequence[str]] = None) -> None:
     parser.add_argument("--epochs", type=int, default=3)
     parser.add_argument("--batch-size", type=int, default=16)
     parser.add_argument("--gpu-id", type=int, default=-1)
+    parser.add_argument("--max-train", type=int, default=0, help="first N training docs (0: all; smoke runs only)")
+    parser.add_argument("--max-dev", type=int, default=0, help="first N dev docs (0: all; smoke runs only)")
     parser.add_argument("--out", type=Path, default=Path(__file__).parent / "results" / "protocol_tasks.jsonl")
     parser.add_argument("--summary", type=Path, default=None, help="only print the table of this JSONL")
     args = parser.parse_args(argv)
