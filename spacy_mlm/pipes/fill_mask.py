@@ -31,7 +31,7 @@ from thinc.api import Model, Optimizer, PyTorchWrapper_v2, get_array_module, xp2
 
 from ..errors import SpacyMlmError
 from ..mlm import MaskedLMHead
-from ..pretrain.masking import IGNORE_INDEX, Masker, whole_word_masking
+from ..pretrain.masking import IGNORE_INDEX, Masker, span_masking
 from ..util import IN_PLACE_HINT, atomic_write_bytes, disk_writes
 from ._fill_mask_lookup import mask_hidden_state, target_ids
 from ._fill_mask_parts import from_parts, read_parts, to_parts, unpack_parts
@@ -49,7 +49,9 @@ DEFAULT_FILL_MASK_CONFIG = {
     "upstream": "transformer",
     "checkpoint": None,
     "mlm_rate": 0.15,
-    "masking": {"@misc": "spacy_mlm.WholeWordMasking.v1"},
+    # Whole words, round(mlm_rate * wordpieces) per window (at least one), as before the maskers were
+    # shared with pretraining; now with BERT's 80/10/10 split.
+    "masking": {"@misc": "spacy_mlm.SpanMasking.v1", "max_span": 1},
 }
 
 
@@ -114,7 +116,7 @@ class FillMask(TrainablePipe):
         self.targets = list(targets) if targets else None
         self.upstream = upstream
         self.checkpoint = checkpoint
-        self.masking = masking if masking is not None else whole_word_masking()
+        self.masking = masking if masking is not None else span_masking(max_span=1)
         self.mlm_rate = mlm_rate
         self.head: Optional[MaskedLMHead] = None
         self.model: Model = PyTorchWrapper_v2(torch.nn.Identity())
@@ -184,6 +186,8 @@ class FillMask(TrainablePipe):
         self.cfg["mask_token"] = tokenizer.mask_token
         self.cfg["target_ids"] = target_ids(tokenizer, self.targets, self.name) if self.targets else None
         self._set_head(head)
+        # Masking draws follow the training seed (spaCy seeds torch in fix_random_seed).
+        self._generator.manual_seed(int(torch.randint(2**62, ())))
 
     def _set_head(self, head: MaskedLMHead) -> None:
         """Install a head and resolve what it reads, once: the upstream component and its mask id."""
