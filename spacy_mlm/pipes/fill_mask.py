@@ -13,7 +13,6 @@ from typing import Any, Dict, Iterable, List, Optional, Sequence, Tuple, Union
 import numpy
 import srsly
 import torch
-from spacy import util
 from spacy.language import Language
 from spacy.pipeline import TrainablePipe
 from spacy.symbols import ORTH
@@ -210,16 +209,7 @@ class FillMask(TrainablePipe):
             self._tied_to = embeddings.weight
         return self.head
 
-    # -- processing -----------------------------------------------------------
-    def __call__(self, doc: Doc) -> Doc:
-        self.set_annotations([doc], self.predict([doc]))
-        return doc
-
-    def pipe(self, stream: Iterable[Doc], *, batch_size: int = 128):
-        for docs in util.minibatch(stream, size=batch_size):
-            self.set_annotations(docs, self.predict(docs))
-            yield from docs
-
+    # -- processing (__call__ and pipe: TrainablePipe's) ------------------------
     def predict(self, docs: Iterable[Doc]) -> List[List[MaskPrediction]]:
         """Top-k ids and probabilities for every mask token. Does not modify the docs."""
         docs = list(docs)
