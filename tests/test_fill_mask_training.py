@@ -60,7 +60,9 @@ def test_fill_mask_learns_during_nlp_update(bert_checkpoint):
     optimizer = nlp.initialize(lambda: examples)
     before = nlp("[MASK] is a city in france")._.fill_mask[0]
     history = []
-    for _ in range(40):
+    # 120 steps: with pretraining's maskers (80/10/10, whole words) "paris" passes the check below
+    # for each of the seeds 0-5 after 120 steps, for two of them after 40.
+    for _ in range(120):
         losses = {}
         nlp.update(examples, sgd=optimizer, losses=losses)
         history.append(losses["fill_mask"])
