@@ -1,7 +1,6 @@
 """The `spacy-mlm` command line (also `python -m spacy_mlm`)."""
 
 import sys
-from pathlib import Path
 from typing import Optional
 
 import click
@@ -18,28 +17,6 @@ def cli() -> None:
     warn_on_untested_versions()
 
 
-def load_fill_mask_pipeline(model: str, top_k: Optional[int] = None):
-    """A spaCy pipeline with fill_mask from a pipeline dir/package or an HF checkpoint dir/name."""
-    import spacy
-
-    from .heads import check_checkpoint
-
-    path = Path(model)
-    if (path / "config.cfg").is_file() or (not path.exists() and spacy.util.is_package(model)):
-        nlp = spacy.load(model)
-        if "fill_mask" not in nlp.pipe_names:
-            raise SpacyMlmError(f"The pipeline {model!r} has no fill_mask component: add one and save it again.")
-    else:
-        check_checkpoint(model)
-        nlp = spacy.blank("en")
-        nlp.add_pipe("transformer", config={"model": {"name": model}})
-        nlp.add_pipe("fill_mask")
-        nlp.initialize()
-    if top_k is not None:
-        nlp.get_pipe("fill_mask").top_k = top_k
-    return nlp
-
-
 @cli.command("fill-mask")
 @click.argument("model")
 @click.argument("text")
@@ -51,6 +28,8 @@ def fill_mask_command(model: str, text: str, top_k: Optional[int]) -> None:
     masked-LM checkpoint directory (or hub name).
     """
     from wasabi import msg
+
+    from .mlm import load_fill_mask_pipeline
 
     nlp = load_fill_mask_pipeline(model, top_k)
     doc = nlp(text)

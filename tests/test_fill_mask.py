@@ -1,5 +1,8 @@
 """fill_mask: parity with transformers.pipeline("fill-mask"), edge cases and errors."""
 
+import json
+import shutil
+
 import numpy
 import pytest
 import spacy
@@ -174,5 +177,54 @@ def test_error_vocab_mismatch(checkpoints):
 def test_error_uninitialized():
     nlp = spacy.blank("en")
     nlp.add_pipe("fill_mask")
-    with pytest.raises(SpacyMlmError, match="no MLM head yet|needs a 'transformer'"):
-        nlp.get_pipe("fill_mask")._ensure_ready()
+    with pytest.raises(SpacyMlmError, match=r"'fill_mask' has no MLM head yet: call nlp.initialize\(\)"):
+        nlp.get_pipe("fill_mask").tied_head()
+
+
+def _old_format_head(fill_mask):
+    """The head as spacy-mlm wrote it before the one-format change, rebuilt by hand: its HF config,
+    the tie flag, and safetensors of the state dict without encoder, tied decoder or aliases."""
+    import torch
+    from safetensors.torch import save
+
+    head = fill_mask.tied_head()
+    decoder, state, seen = head.decoder_weight.data_ptr(), {}, set()
+    for key, value in head.mlm.state_dict().items():
+        ptr = value.data_ptr()
+        if key.startswith(head.mlm.base_model_prefix + ".") or ptr == decoder or ptr in seen:
+            continue
+        seen.add(ptr)
+        state[key] = value.detach().cpu().contiguous()
+    assert state and all(isinstance(v, torch.Tensor) for v in state.values())
+    return head.config.to_json_string(), head.tied, save(state)
+
+
+def test_pipeline_saved_in_old_format_loads(nlps, tmp_path):
+    """Pipelines saved by earlier versions load: the old to_bytes message (cfg, config, tied,
+    head) and the old directory layout, both written here by hand."""
+    import srsly
+
+    nlp = nlps["bert"]
+    text = "the capital of [MASK] is paris"
+    expected = nlp(text)._.fill_mask[0]
+    config_json, tied, weights = _old_format_head(nlp.get_pipe("fill_mask"))
+    nlp.to_disk(tmp_path / "pipeline")
+    fill_mask_dir = tmp_path / "pipeline" / "fill_mask"
+    shutil.rmtree(fill_mask_dir)
+    (fill_mask_dir / "head").mkdir(parents=True)
+    srsly.write_json(fill_mask_dir / "cfg", nlp.get_pipe("fill_mask").cfg)
+    (fill_mask_dir / "head" / "head.safetensors").write_bytes(weights)
+    (fill_mask_dir / "head" / "config.json").write_text(config_json, encoding="utf8")
+    (fill_mask_dir / "head" / "head.json").write_text(json.dumps({"tied": tied}), encoding="utf8")
+    from_dir = spacy.load(tmp_path / "pipeline")
+    assert_same_predictions(from_dir(text)._.fill_mask[0], expected)
+
+    old_bytes = srsly.msgpack_dumps(
+        {"cfg": nlp.get_pipe("fill_mask").cfg, "config": config_json, "tied": tied, "head": weights}
+    )
+    from_bytes = spacy.load(tmp_path / "pipeline")
+    from_bytes.get_pipe("fill_mask").from_bytes(old_bytes)
+    assert_same_predictions(from_bytes(text)._.fill_mask[0], expected)
+    # The current format round-trips through bytes too.
+    from_bytes.get_pipe("fill_mask").from_bytes(nlp.get_pipe("fill_mask").to_bytes())
+    assert_same_predictions(from_bytes(text)._.fill_mask[0], expected)

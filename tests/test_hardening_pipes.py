@@ -118,9 +118,14 @@ def check_doc(nlp, doc, n_free_masks: int = 0) -> None:
     mask_tokens = [t for t in doc if t.text == mask_token]
     assert len(mask_tokens) >= n_free_masks
     assert doc._.fill_mask is not None and len(doc._.fill_mask) == len(mask_tokens)
+    trf = doc._.trf_data
+    flat_ids = trf.wordpieces.input_ids.reshape(-1)
     for token, entry in zip(mask_tokens, doc._.fill_mask):
         assert token._.fill_mask is entry
-        assert len(entry) in (0, TOP_K)  # 0 only when the mask fell outside every window
+        # top_k predictions if some window kept the mask's wordpiece, none if truncation cut it off.
+        pieces = trf.align[token.i].dataXd.ravel().tolist() if token.i < len(trf.align) else []
+        in_a_window = any(int(flat_ids[f]) == fill_mask.tokenizer.mask_token_id for f in pieces)
+        assert len(entry) == (TOP_K if in_a_window else 0)
         scores = [p["score"] for p in entry]
         assert all(0.0 <= s <= 1.0 and math.isfinite(s) for s in scores)
         assert scores == sorted(scores, reverse=True)

@@ -13,7 +13,6 @@ from typing import Any, Dict, Iterable, List, Optional, Sequence, Tuple, Union
 import numpy
 import srsly
 import torch
-from spacy import util
 from spacy.language import Language
 from spacy.pipeline import TrainablePipe
 from spacy.symbols import ORTH
@@ -23,16 +22,19 @@ from spacy.training import Example
 from ..compat import incompatible_versions_error
 
 try:  # a clear error (versions, pip command) instead of an ImportError deep inside spacy-transformers
-    from spacy_transformers.data_classes import FullTransformerBatch
-    from transformers.file_utils import ModelOutput
+    import spacy_transformers  # noqa: F401
 except ImportError as e:
     raise incompatible_versions_error(e) from e
 
-from thinc.api import Model, Optimizer, PyTorchWrapper_v2, get_array_module, set_dropout_rate, torch2xp, xp2torch
+from thinc.api import Model, Optimizer, PyTorchWrapper_v2, get_array_module, xp2torch
 
 from ..errors import SpacyMlmError
-from ..heads import MaskedLMHead, load_mlm_head
-from ..util import IN_PLACE_HINT, atomic_write_text, disk_writes
+from ..mlm import MaskedLMHead
+from ..pretrain.masking import IGNORE_INDEX, Masker, span_masking
+from ..util import IN_PLACE_HINT, atomic_write_bytes, disk_writes
+from ._fill_mask_lookup import mask_hidden_state, target_ids
+from ._fill_mask_parts import from_parts, read_parts, to_parts, unpack_parts
+from ._mlm_batch import masked_batch
 from ._runtime import prepare_pipe_process
 from ._upstream import get_upstream_transformer, require_trf_data
 
@@ -45,6 +47,9 @@ DEFAULT_FILL_MASK_CONFIG = {
     "upstream": "transformer",
     "checkpoint": None,
     "mlm_rate": 0.15,
+    # Whole words, round(mlm_rate * wordpieces) per window (at least one), as before the maskers were
+    # shared with pretraining; now with BERT's 80/10/10 split.
+    "masking": {"@misc": "spacy_mlm.SpanMasking.v1", "max_span": 1},
 }
 
 
@@ -69,6 +74,7 @@ def make_fill_mask(
     upstream: str,
     checkpoint: Optional[str],
     mlm_rate: float,
+    masking: Masker,
 ) -> "FillMask":
     """Predict `[MASK]` / `<mask>` tokens with the MLM head of the shared transformer's checkpoint.
 
@@ -76,12 +82,13 @@ def make_fill_mask(
     targets (Optional[List[str]]): restrict predictions to these words (scores are not renormalised).
     upstream (str): name of the spacy-transformers component to read.
     checkpoint (Optional[str]): HF checkpoint holding the MLM head; default: the transformer's `name`.
-    mlm_rate (float): share of tokens masked in the MLM loss during training; 0 turns it off.
+    mlm_rate (float): share of words masked in the MLM loss during training; 0 turns it off.
+    masking (Masker): how the training loss masks, as in pretraining (spacy_mlm.TokenMasking.v1,
+        WholeWordMasking.v1, SpanMasking.v1 with their replace/random split); mlm_rate sets its rate.
     """
     prepare_pipe_process()
-    return FillMask(
-        nlp, name, top_k=top_k, targets=targets, upstream=upstream, checkpoint=checkpoint, mlm_rate=mlm_rate
-    )
+    return FillMask(nlp, name, top_k=top_k, targets=targets, upstream=upstream, checkpoint=checkpoint,
+                    mlm_rate=mlm_rate, masking=masking)
 
 
 class FillMask(TrainablePipe):
@@ -97,14 +104,10 @@ class FillMask(TrainablePipe):
         upstream: str = "transformer",
         checkpoint: Optional[str] = None,
         mlm_rate: float = 0.15,
+        masking: Optional[Masker] = None,
     ) -> None:
         if top_k < 1:
             raise SpacyMlmError(f"fill_mask top_k must be at least 1, got {top_k}: set [components.{name}] top_k = 5.")
-        if not 0.0 <= mlm_rate < 1.0:
-            raise SpacyMlmError(
-                f"fill_mask mlm_rate must be in [0, 1), got {mlm_rate}: set [components.{name}] mlm_rate "
-                "(0.15 is BERT's rate; 0 turns the MLM loss off)."
-            )
         self.name = name
         self.nlp = nlp
         self.vocab = nlp.vocab
@@ -112,19 +115,47 @@ class FillMask(TrainablePipe):
         self.targets = list(targets) if targets else None
         self.upstream = upstream
         self.checkpoint = checkpoint
+        self.masking = masking if masking is not None else span_masking(max_span=1)
         self.mlm_rate = mlm_rate
         self.head: Optional[MaskedLMHead] = None
         self.model: Model = PyTorchWrapper_v2(torch.nn.Identity())
         self.cfg: Dict[str, Any] = {"mask_token": None, "target_ids": None}
-        self._tied = False
+        self._transformer = None  # the upstream component, resolved by initialize / from_disk
+        self._mask_id: Optional[int] = None
+        self._tied_to: Optional[torch.Tensor] = None
         self._token_str_cache: Dict[int, str] = {}
-        self._mask_seed = 0
+        self._generator = torch.Generator().manual_seed(0)
         install_extensions()
+
+    @property
+    def mlm_rate(self) -> float:
+        return self._mlm_rate
+
+    @mlm_rate.setter
+    def mlm_rate(self, value: float) -> None:
+        if not 0.0 <= value < 1.0:
+            raise SpacyMlmError(
+                f"fill_mask mlm_rate must be in [0, 1), got {value}: set [components.{self.name}] mlm_rate "
+                "(0.15 is BERT's rate; 0 turns the MLM loss off)."
+            )
+        self._mlm_rate = value
+        if value:
+            self.masking.rate = value
 
     # -- setup ----------------------------------------------------------------
     @property
+    def upstream_model(self) -> Model:
+        """The upstream transformer's thinc model (its .transformer and .tokenizer)."""
+        if self._transformer is None:  # set together with the head
+            raise SpacyMlmError(
+                f"'{self.name}' has no MLM head yet: call nlp.initialize() (it loads the head from the "
+                "transformer's checkpoint) or load a saved pipeline with spacy.load()."
+            )
+        return self._transformer.model
+
+    @property
     def tokenizer(self):
-        return get_upstream_transformer(self.nlp, self.upstream, self.name).model.tokenizer
+        return self.upstream_model.tokenizer
 
     @property
     def mask_token(self) -> Optional[str]:
@@ -138,79 +169,47 @@ class FillMask(TrainablePipe):
         if transformer.model.tokenizer is None:  # transformer not initialized yet
             transformer.model.initialize()
         source = checkpoint or self.checkpoint or transformer.model.attrs["name"]
-        self._set_head(load_mlm_head(source))
-        self._setup_tokens(transformer.model.tokenizer, source)
-
-    def _set_head(self, head: MaskedLMHead) -> None:
-        self.head = head
-        self.model = PyTorchWrapper_v2(head)
-        self._tied = False
-
-    def _setup_tokens(self, tokenizer, source: str) -> None:
+        head = MaskedLMHead.from_checkpoint(source)
+        tokenizer = transformer.model.tokenizer
         if tokenizer.mask_token is None:
             raise SpacyMlmError(
                 f"The tokenizer of {source!r} has no mask token, so there is nothing for fill_mask to fill. "
                 "Use a masked-LM checkpoint (BERT, RoBERTa, DistilBERT, ...)."
             )
-        vocab_size = self.head.config.vocab_size
-        if len(tokenizer) > vocab_size:
+        if len(tokenizer) > head.config.vocab_size:
             raise SpacyMlmError(
                 f"The tokenizer of the '{self.upstream}' component has {len(tokenizer)} tokens but the "
-                f"MLM head of {source!r} predicts {vocab_size}: they come from different checkpoints. "
+                f"MLM head of {source!r} predicts {head.config.vocab_size}: they come from different checkpoints. "
                 "Point fill_mask's `checkpoint` at the checkpoint the transformer was loaded from."
             )
         self.cfg["mask_token"] = tokenizer.mask_token
-        self.cfg["target_ids"] = self._target_ids(tokenizer) if self.targets else None
-        self._add_special_case()
+        self.cfg["target_ids"] = target_ids(tokenizer, self.targets, self.name) if self.targets else None
+        self._set_head(head)
+        # Masking draws follow the training seed (spaCy seeds torch in fix_random_seed).
+        self._generator.manual_seed(int(torch.randint(2**62, ())))
 
-    def _target_ids(self, tokenizer) -> List[int]:
-        """Candidate ids for `targets`, resolved as HF's fill-mask pipeline resolves them."""
-        vocab = tokenizer.get_vocab()
-        ids = []
-        for target in self.targets or []:
-            id_ = vocab.get(target)
-            if id_ is None:
-                pieces = tokenizer(target, add_special_tokens=False, max_length=1, truncation=True)["input_ids"]
-                if not pieces:
-                    continue
-                id_ = pieces[0]
-            ids.append(int(id_))
-        ids = list(set(ids))  # same order as HF, so ties break the same way
-        if not ids:
-            raise SpacyMlmError(
-                f"None of the fill_mask targets {self.targets} maps to a vocabulary entry: set "
-                f"[components.{self.name}] targets to words the tokenizer knows, or to null for the whole vocabulary."
-            )
-        return ids
-
-    def _add_special_case(self) -> None:
-        """Keep the mask string one spaCy token, e.g. in 'is [MASK].' or 'is <mask>.'."""
+    def _set_head(self, head: MaskedLMHead) -> None:
+        """Install a head and resolve what it reads, once: the upstream component and its mask id."""
+        self.head = head
+        self.model = PyTorchWrapper_v2(head)
+        self._transformer = get_upstream_transformer(self.nlp, self.upstream, self.name)
+        self._mask_id = self._transformer.model.tokenizer.mask_token_id
+        self._tied_to = None
+        self._token_str_cache = {}
         mask = self.mask_token
         if mask and hasattr(self.nlp.tokenizer, "add_special_case"):
+            # Keep the mask string one spaCy token, e.g. in 'is [MASK].' or 'is <mask>.'.
             self.nlp.tokenizer.add_special_case(mask, [{ORTH: mask}])
 
-    def _ensure_ready(self) -> MaskedLMHead:
-        if self.head is None:
-            raise SpacyMlmError(
-                f"'{self.name}' has no MLM head yet: call nlp.initialize() (it loads the head from the "
-                "transformer's checkpoint) or load a saved pipeline with spacy.load()."
-            )
-        if not self._tied:
-            transformer = get_upstream_transformer(self.nlp, self.upstream, self.name)
-            self.head.tie_to(transformer.model.transformer.get_input_embeddings())
-            self._tied = True
+    def tied_head(self) -> MaskedLMHead:
+        """The MLM head, its decoder tied to the upstream transformer's current embedding matrix."""
+        embeddings = self.upstream_model.transformer.get_input_embeddings()  # raises before initialize
+        if self._tied_to is not embeddings.weight:  # loading the transformer replaces its modules
+            self.head.tie_to(embeddings)
+            self._tied_to = embeddings.weight
         return self.head
 
-    # -- processing -----------------------------------------------------------
-    def __call__(self, doc: Doc) -> Doc:
-        self.set_annotations([doc], self.predict([doc]))
-        return doc
-
-    def pipe(self, stream: Iterable[Doc], *, batch_size: int = 128):
-        for docs in util.minibatch(stream, size=batch_size):
-            self.set_annotations(docs, self.predict(docs))
-            yield from docs
-
+    # -- processing (__call__ and pipe: TrainablePipe's) ------------------------
     def predict(self, docs: Iterable[Doc]) -> List[List[MaskPrediction]]:
         """Top-k ids and probabilities for every mask token. Does not modify the docs."""
         docs = list(docs)
@@ -223,25 +222,23 @@ class FillMask(TrainablePipe):
             for token in doc:
                 if token.text == self.mask_token:
                     positions.append((d, token.i))
-                    rows.append(self._mask_hidden_state(trf_data, token.i))
-        predictions: List[List[MaskPrediction]] = [[] for _ in docs]
+                    rows.append(mask_hidden_state(trf_data, token.i, self._mask_id))
         found = [r for r in rows if r is not None]
-        if not found:
-            for (d, i), _ in zip(positions, rows):
-                predictions[d].append((i, numpy.zeros((0,), dtype="i"), numpy.zeros((0,), dtype="f")))
-            return predictions
-        head = self._ensure_ready()
-        xp = get_array_module(found[0])
-        hidden = xp2torch(xp.stack(found)).to(head.decoder_weight.device, head.decoder_weight.dtype)
-        with torch.no_grad():
-            probs = head(hidden).float().softmax(dim=-1)
-            target_ids = self.cfg["target_ids"]
+        ids = scores = None
+        if found:
+            head = self.tied_head()
+            xp = get_array_module(found[0])
+            hidden = xp2torch(xp.stack(found)).to(head.decoder_weight.device, head.decoder_weight.dtype)
+            with torch.no_grad():
+                probs = head(hidden).float().softmax(dim=-1)
+                target_ids = self.cfg["target_ids"]
+                if target_ids:
+                    probs = probs[:, target_ids]
+                scores, ids = probs.topk(min(self.top_k, probs.shape[-1]), dim=-1)
             if target_ids:
-                probs = probs[:, target_ids]
-            scores, ids = probs.topk(min(self.top_k, probs.shape[-1]), dim=-1)
-        if target_ids:
-            ids = torch.tensor(target_ids, device=ids.device)[ids]
-        scores, ids = scores.cpu().numpy(), ids.cpu().numpy()
+                ids = torch.tensor(target_ids, device=ids.device)[ids]
+            scores, ids = scores.cpu().numpy(), ids.cpu().numpy()
+        predictions: List[List[MaskPrediction]] = [[] for _ in docs]
         row = 0
         for (d, i), hidden_row in zip(positions, rows):
             if hidden_row is None:  # mask fell outside every window (truncated)
@@ -250,27 +247,6 @@ class FillMask(TrainablePipe):
                 predictions[d].append((i, ids[row], scores[row]))
                 row += 1
         return predictions
-
-    def _mask_hidden_state(self, trf_data, token_i: int):
-        """Hidden state of the mask wordpiece in the window where the mask is best centred."""
-        hidden = trf_data.model_output.get("last_hidden_state")
-        if hidden is None or hidden.size == 0 or token_i >= len(trf_data.align):
-            return None
-        n_spans, seq_len, width = hidden.shape
-        flat_ids = trf_data.wordpieces.input_ids.reshape(-1)
-        lengths = trf_data.wordpieces.attention_mask.sum(axis=1)
-        mask_id = self.tokenizer.mask_token_id
-        best, best_margin = None, -1
-        for flat in trf_data.align[token_i].dataXd.ravel().tolist():
-            if int(flat_ids[flat]) != mask_id:
-                continue
-            span, pos = divmod(flat, seq_len)
-            margin = min(pos, int(lengths[span]) - 1 - pos)
-            if margin > best_margin:
-                best, best_margin = flat, margin
-        if best is None:
-            return None
-        return hidden.reshape(-1, width)[best]
 
     def set_annotations(self, docs: Sequence[Doc], predictions: List[List[MaskPrediction]]) -> None:
         for doc, doc_predictions in zip(docs, predictions):
@@ -309,137 +285,67 @@ class FillMask(TrainablePipe):
         sgd: Optional[Optimizer] = None,
         losses: Optional[Dict[str, float]] = None,
     ) -> Dict[str, float]:
-        """MLM loss on masked copies of the docs, backpropagated into the head and the shared
-        transformer. The transformer applies its gradients in its own finish_update."""
+        """MLM loss on masked copies of the docs' transformer windows, backpropagated into the head
+        and the shared transformer's encoder (its own dropout, from the checkpoint's config, applies).
+        The transformer applies its gradients in its own finish_update."""
         losses = {} if losses is None else losses
         losses.setdefault(self.name, 0.0)
         docs = [eg.predicted for eg in examples]
         if self.mlm_rate == 0.0 or not any(len(doc) for doc in docs):
             return losses
-        head = self._ensure_ready()
-        transformer = get_upstream_transformer(self.nlp, self.upstream, self.name)
-        masked_docs, labels_by_doc = self._mask_docs(docs)
-        if not any(labels_by_doc):
+        head = self.tied_head()
+        batch = self.masked_batch(docs)
+        predicted = batch["labels"] != IGNORE_INDEX
+        if not predicted.any():
             return losses
-        set_dropout_rate(transformer.model, drop)
-        trf_full, backprop = transformer.model.begin_update(masked_docs)
-        hidden = trf_full.model_output.last_hidden_state
-        positions, labels = self._mask_positions(trf_full, labels_by_doc)
-        if not positions:
-            return losses
-        leaf = hidden.detach().requires_grad_()
-        logits = head(leaf.reshape(-1, leaf.shape[-1])[torch.tensor(positions, device=leaf.device)])
-        loss = self.get_loss(examples, (logits, torch.tensor(labels, device=logits.device)))
+        encoder, device = self.upstream_model.transformer, head.decoder_weight.device
+        encoder.train()  # spacy-transformers puts it back in eval mode for prediction
+        hidden = encoder(input_ids=batch["input_ids"].to(device),
+                         attention_mask=batch["attention_mask"].to(device)).last_hidden_state
+        logits = head(hidden[predicted.to(device)])
+        loss = self.get_loss(examples, (logits, batch["labels"][predicted].to(device)))
         loss.backward()
-        d_output = FullTransformerBatch(
-            spans=trf_full.spans, wordpieces=trf_full.wordpieces,
-            model_output=ModelOutput(last_hidden_state=leaf.grad), align=trf_full.align,
-        )
-        backprop(d_output)
         if sgd is not None:
             self.finish_update(sgd)
-            transformer.finish_update(sgd)
+            self._transformer.finish_update(sgd)
         losses[self.name] += float(loss.item())
         return losses
 
+    def masked_batch(self, docs: List[Doc]) -> Dict[str, torch.Tensor]:
+        """The upstream transformer's windows of the docs, masked by `masking` (the next draw)."""
+        spans = [span for doc_spans in self.upstream_model.attrs["get_spans"](docs) for span in doc_spans]
+        return masked_batch(spans, self.tokenizer, self.masking, self._generator)
+
     def get_loss(self, examples: Iterable[Example], scores) -> torch.Tensor:
-        """Cross-entropy of the head's logits against the masked tokens' first wordpieces."""
+        """Cross-entropy of the head's logits against the original wordpieces of the masked positions."""
         logits, labels = scores
         return torch.nn.functional.cross_entropy(logits.float(), labels)
 
-    def finish_update(self, sgd: Optimizer) -> None:
-        """Step the head's own parameters. A decoder tied to the input embeddings is the
-        transformer's parameter: the transformer's finish_update steps it, not us."""
-        if self.head is None:
-            return
-        tied = self.head.decoder_weight if self.head.tied else None
-        for name, param in self.head.named_parameters():
-            if param.grad is None or param is tied:
-                continue
-            weights, _ = sgd((self.model.id, name), torch2xp(param.data), torch2xp(param.grad))
-            param.data = xp2torch(weights, device=param.device)
-            param.grad = None
-
-    def _mask_docs(self, docs: List[Doc]) -> Tuple[List[Doc], List[List[Tuple[int, int]]]]:
-        """Copies of the docs with ~mlm_rate of their tokens replaced by the mask token (whole
-        spaCy tokens, so every tokenizer masks whole words), and (token index, label id) pairs:
-        the label is the word's first wordpiece, what fill_mask predicts for one mask token."""
-        tokenizer = self.tokenizer
-        rng = numpy.random.default_rng(self._mask_seed)
-        self._mask_seed += 1
-        masked_docs, labels_by_doc = [], []
-        for doc in docs:
-            candidates = [t.i for t in doc if not t.is_space and t.text != self.mask_token]
-            n = min(len(candidates), max(1, round(self.mlm_rate * len(candidates)))) if candidates else 0
-            chosen = set(rng.choice(candidates, size=n, replace=False).tolist()) if n else set()
-            words = [self.mask_token if t.i in chosen else t.text for t in doc]
-            labels = []
-            for i in sorted(chosen):
-                prefix = " " if i > 0 and doc[i - 1].whitespace_ else ""
-                ids = tokenizer(prefix + doc[i].text, add_special_tokens=False)["input_ids"]
-                if ids:
-                    labels.append((i, int(ids[0])))
-            masked_docs.append(Doc(doc.vocab, words=words, spaces=[bool(t.whitespace_) for t in doc]))
-            labels_by_doc.append(labels)
-        return masked_docs, labels_by_doc
-
-    def _mask_positions(self, trf_full, labels_by_doc) -> Tuple[List[int], List[int]]:
-        """Flat wordpiece positions of the mask tokens in the batch output, with their labels.
-        A mask inside two overlapping windows is trained in both."""
-        seq_len = trf_full.wordpieces.input_ids.shape[1]
-        flat_ids = trf_full.wordpieces.input_ids.reshape(-1)
-        mask_id = self.tokenizer.mask_token_id
-        positions, labels = [], []
-        first_span = 0
-        for doc_spans, doc_data, doc_labels in zip(trf_full.spans, trf_full.doc_data, labels_by_doc):
-            offset = first_span * seq_len
-            first_span += len(doc_spans)
-            for token_i, label in doc_labels:
-                if token_i >= len(doc_data.align):
-                    continue
-                for local in doc_data.align[token_i].dataXd.ravel().tolist():
-                    if int(flat_ids[offset + local]) == mask_id:
-                        positions.append(offset + local)
-                        labels.append(label)
-        return positions, labels
-
-    # -- serialization --------------------------------------------------------
-    def to_disk(self, path: Union[str, Path], *, exclude: Iterable[str] = tuple()) -> None:
-        serialize = {
-            "cfg": lambda p: atomic_write_text(p, srsly.json_dumps(self.cfg, indent=2)),
-            "head": lambda p: self._require_head().to_disk(p),
-        }
-        with disk_writes(f"the '{self.name}' component", path, IN_PLACE_HINT):
-            util.to_disk(path, serialize, exclude)
-
-    def from_disk(self, path: Union[str, Path], *, exclude: Iterable[str] = tuple()) -> "FillMask":
-        def load_head(p: Path) -> None:
-            self._set_head(MaskedLMHead.from_disk(p))
-
-        deserialize = {"cfg": lambda p: self.cfg.update(srsly.read_json(p)), "head": load_head}
-        util.from_disk(path, deserialize, exclude)
-        self._add_special_case()
-        self._token_str_cache = {}
-        return self
-
-    def to_bytes(self, *, exclude: Iterable[str] = tuple()) -> bytes:
-        head = self._require_head()
-        return srsly.msgpack_dumps({
-            "cfg": self.cfg,
-            "config": head.config.to_json_string(),
-            "tied": head.tied,
-            "head": head.head_bytes(),
-        })
-
-    def from_bytes(self, bytes_data: bytes, *, exclude: Iterable[str] = tuple()) -> "FillMask":
-        msg = srsly.msgpack_loads(bytes_data)
-        self.cfg.update(msg["cfg"])
-        self._set_head(MaskedLMHead.from_parts(msg["config"], msg["tied"], msg["head"]))
-        self._add_special_case()
-        self._token_str_cache = {}
-        return self
-
-    def _require_head(self) -> MaskedLMHead:
+    # -- serialization: one set of parts, as files (to_disk) or packed (to_bytes) ---
+    def _parts(self) -> Dict[str, bytes]:
         if self.head is None:
             raise SpacyMlmError(f"Cannot save '{self.name}' before nlp.initialize() loaded its MLM head.")
-        return self.head
+        return to_parts(self.cfg, self.head)
+
+    def _load_parts(self, parts: Dict[str, bytes], where: str) -> "FillMask":
+        cfg, head = from_parts(parts, where)
+        self.cfg.update(cfg)
+        self._set_head(head)
+        return self
+
+    def to_disk(self, path: Union[str, Path], *, exclude: Iterable[str] = tuple()) -> None:
+        path, parts = Path(path), self._parts()
+        # Each file replaced atomically: a failed save never leaves a truncated file.
+        with disk_writes(f"the '{self.name}' component", path, IN_PLACE_HINT):
+            for name, data in parts.items():
+                (path / name).parent.mkdir(parents=True, exist_ok=True)
+                atomic_write_bytes(path / name, data)
+
+    def from_disk(self, path: Union[str, Path], *, exclude: Iterable[str] = tuple()) -> "FillMask":
+        return self._load_parts(read_parts(Path(path)), str(path))
+
+    def to_bytes(self, *, exclude: Iterable[str] = tuple()) -> bytes:
+        return srsly.msgpack_dumps(self._parts())
+
+    def from_bytes(self, bytes_data: bytes, *, exclude: Iterable[str] = tuple()) -> "FillMask":
+        return self._load_parts(unpack_parts(bytes_data), f"the bytes of '{self.name}'")

@@ -14,36 +14,16 @@ Scorer = Tuple[torch.nn.Module, Callable[[torch.Tensor], torch.Tensor], object] 
 
 
 def load_scorer(model: Union[str, Path], device: Union[str, torch.device] = "cpu") -> Scorer:
-    """(encoder, head, tokenizer) from an HF MLM checkpoint or a spaCy pipeline with fill_mask."""
-    path = Path(model)
-    if (path / "config.cfg").is_file():
-        import spacy
+    """(encoder, head, tokenizer) of the fill_mask pipe of a spaCy pipeline, or of one built
+    around an HF MLM checkpoint."""
+    from ..mlm import load_fill_mask_pipeline
 
-        nlp = spacy.load(path)
-        if "fill_mask" not in nlp.pipe_names:
-            raise SpacyMlmError(f"The pipeline {model} has no fill_mask component: it has no MLM head to score with.")
-        fill_mask = nlp.get_pipe("fill_mask")
-        head = fill_mask._ensure_ready()
-        trf = nlp.get_pipe(getattr(fill_mask, "upstream", "transformer")).model
-        encoder, tokenizer = trf.transformer, trf.tokenizer
-        encoder.to(device)
-        head.to(device)
-        return encoder, head, tokenizer
-    import warnings
-
-    from .model import FreshHeadWarning, head_logits, load_mlm_model
-
-    with warnings.catch_warnings():
-        warnings.simplefilter("error", FreshHeadWarning)
-        try:
-            mlm, tokenizer = load_mlm_model(str(model))
-        except FreshHeadWarning:
-            raise SpacyMlmError(
-                f"{model} has no trained MLM head, so its pseudo-perplexity would be meaningless. "
-                "Train one with `spacy-mlm pretrain` (e.g. with [model] head_only = true)."
-            ) from None
-    mlm.to(device)
-    return getattr(mlm, mlm.base_model_prefix), lambda hidden: head_logits(mlm, hidden), tokenizer
+    fill_mask = load_fill_mask_pipeline(str(model)).get_pipe("fill_mask")
+    head = fill_mask.tied_head()
+    trf = fill_mask.upstream_model
+    trf.transformer.to(device)
+    head.to(device)
+    return trf.transformer, head, trf.tokenizer
 
 
 @torch.no_grad()

@@ -1,0 +1,41 @@
+"""fill_mask's training batch: the transformer's windows of the docs, tokenized and masked by the
+masking functions of pretraining (`spacy_mlm.TokenMasking.v1`, `WholeWordMasking.v1`, `SpanMasking.v1`)."""
+
+import bisect
+from typing import Dict, List
+
+import torch
+from spacy.tokens import Span
+
+from ..pretrain.masking import Masker
+from ..pretrain.packing import WHITESPACE_WORD, collate
+
+
+def _word_starts(span: Span, boundaries: str) -> List[int]:
+    """Character offsets in span.text where words start: spaCy tokens, or whitespace-separated words."""
+    if boundaries == "spacy":
+        return [t.idx - span.start_char for t in span if not t.is_space]
+    return [m.start() for m in WHITESPACE_WORD.finditer(span.text)]
+
+
+def masked_batch(spans: List[Span], tokenizer, masker: Masker, generator: torch.Generator) -> Dict[str, torch.Tensor]:
+    """input_ids (masked), attention_mask and labels (-100 where nothing is predicted) for the
+    spans, as pretraining builds them: the same masker, special tokens never masked."""
+    enc = tokenizer([span.text for span in spans], truncation=True, return_attention_mask=False,
+                    return_offsets_mapping=masker.word_boundaries is not None, verbose=False)
+    seqs, word_offset = [], 0
+    for row, (span, ids) in enumerate(zip(spans, enc["input_ids"])):
+        if masker.word_boundaries is None:
+            seqs.append((ids, None))
+            continue
+        starts = _word_starts(span, masker.word_boundaries)
+        # A piece belongs to the last word starting at or before its first character; ids are
+        # unique in the batch, so a word is masked with all its pieces and no other row's word.
+        words = [word_offset + max(0, bisect.bisect_right(starts, start) - 1) for start, _ in enc["offset_mapping"][row]]
+        word_offset += len(starts) + 1
+        seqs.append((ids, words))
+    batch = collate(seqs, tokenizer.pad_token_id, sorted(set(tokenizer.all_special_ids)))
+    words = batch["word_ids"] if masker.word_boundaries else None
+    inputs, labels = masker(batch["input_ids"], batch["special"], words, mask_token_id=tokenizer.mask_token_id,
+                            vocab_size=len(tokenizer), generator=generator)
+    return {"input_ids": inputs, "attention_mask": batch["attention_mask"], "labels": labels}
