@@ -21,7 +21,7 @@ def test_all_workflow_and_its_wheel_load_offline(minilm, wheel_venv, tmp_path): 
     project = tmp_path / "project"
     env = {**os.environ, "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1"}
     small = ["--vars.pretrain_steps", "3", "--vars.train_steps", "4", "--vars.score_docs", "5"]
-    proc = subprocess.run([sys.executable, "-m", "spacy", "project", "run", "all", *small], cwd=project, env=env,
+    proc = subprocess.run([sys.executable, "-m", "spacy", "project", "run", "all", ".", *small], cwd=project, env=env,
                           capture_output=True, text=True, timeout=1500)
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     # It started from MiniLM (its 30,522-entry vocabulary), pretrained, trained, evaluated, reported.
