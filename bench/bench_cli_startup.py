@@ -19,6 +19,8 @@ import time
 from contextlib import contextmanager
 from pathlib import Path
 
+from common import append_jsonl
+
 COMMAND = [sys.executable, "-m", "spacy", "--help"]
 
 
@@ -65,10 +67,7 @@ def main() -> None:
            "ratio": statistics.median(with_mlm) / statistics.median(without),
            "with_all": with_mlm, "without_all": without}
     print(json.dumps(row))
-    if args.out:
-        args.out.parent.mkdir(parents=True, exist_ok=True)
-        with args.out.open("a", encoding="utf8") as f:
-            f.write(json.dumps(row) + "\n")
+    append_jsonl(args.out, row)
 
 
 if __name__ == "__main__":

@@ -1,5 +1,6 @@
 """Helpers shared by the benchmark and evaluation scripts."""
 
+import json
 import os
 from pathlib import Path
 from typing import List, Optional, Tuple
@@ -27,3 +28,13 @@ def read_sts(path: Path) -> List[Tuple[float, str, str]]:
     from spacy_mlm.convert import read_sts_rows
 
     return [(row["score"], row["sentence1"], row["sentence2"]) for row in read_sts_rows(path)]
+
+
+def append_jsonl(path: Optional[Path], row: dict) -> None:
+    """Append one result as a JSON line (raw results accumulate across runs and sessions)."""
+    if path is None:
+        return
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with path.open("a", encoding="utf8") as f:
+        f.write(json.dumps(row) + "\n")

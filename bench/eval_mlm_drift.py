@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Any, Dict, List, Optional, Sequence
 
 import torch
-from common import data_dir
+from common import append_jsonl, data_dir
 from eval_tasks import NER_FILES, load_docs, run_spacy
 
 from spacy_mlm.pretrain.score import load_scorer
@@ -101,10 +101,7 @@ def main(argv: Optional[Sequence[str]] = None) -> List[Dict[str, Any]]:
         row = {"model": f"after NER, fill_mask mlm_rate={rate}", **after, **ner}
         print(json.dumps(row), file=sys.stderr)
         rows.append(row)
-    if args.out:
-        args.out.parent.mkdir(parents=True, exist_ok=True)
-        with args.out.open("a", encoding="utf8") as f:
-            f.write(json.dumps({"base_model": str(args.base_model), "set": args.set, "rows": rows}) + "\n")
+    append_jsonl(args.out, {"base_model": str(args.base_model), "set": args.set, "rows": rows})
     print(json.dumps(rows, indent=2))
     return rows
 

@@ -26,7 +26,7 @@ from pathlib import Path
 from typing import Any, Dict, List, Optional, Sequence, Tuple
 
 import torch
-from common import data_dir, minilm_checkpoint
+from common import append_jsonl, data_dir, minilm_checkpoint
 
 REPO = Path(__file__).resolve().parent.parent
 NER_FILES = ("ner/wnut17/wnut17train.conll", "ner/wnut17/emerging.dev.conll")
@@ -279,10 +279,7 @@ def main(argv: Optional[Sequence[str]] = None) -> Dict[str, Any]:
                 result = run(task, train, dev, args)
                 results[f"{task}/{system}"] = result
                 print(f"   {json.dumps(result)}", file=sys.stderr)
-        if args.out:
-            args.out.parent.mkdir(parents=True, exist_ok=True)
-            with args.out.open("a", encoding="utf8") as f:
-                f.write(json.dumps(results) + "\n")
+        append_jsonl(args.out, results)
         print(json.dumps(results, indent=2))
     return results
 

@@ -14,6 +14,7 @@ import time
 from pathlib import Path
 
 import torch
+from common import append_jsonl
 
 
 def cpu_flags() -> set:
@@ -55,10 +56,7 @@ def main() -> None:
         "gflops_bf16": round(peak(torch.bfloat16, args.n if "avx512_bf16" in flags or "amx_bf16" in flags else 512, 1), 2),
     }
     print(json.dumps(row))
-    if args.out:
-        args.out.parent.mkdir(parents=True, exist_ok=True)
-        with args.out.open("a", encoding="utf8") as f:
-            f.write(json.dumps(row) + "\n")
+    append_jsonl(args.out, row)
 
 
 if __name__ == "__main__":

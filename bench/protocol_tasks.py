@@ -21,7 +21,7 @@ import sys
 from pathlib import Path
 from typing import Any, Dict, List, Optional, Sequence
 
-from common import data_dir, minilm_checkpoint
+from common import append_jsonl, data_dir, minilm_checkpoint
 from eval_tasks import NER_FILES, TEXTCAT_FILES, load_docs, run_hf, run_spacy
 
 GRIDS = {
@@ -66,8 +66,7 @@ def sweep(task: str, args: argparse.Namespace) -> None:
             return next(r for r in read_rows(args.out) if run_key(r) == run_key(row))
         print(f"== {task} {system} {phase} {setting} seed {seed}", file=sys.stderr, flush=True)
         row["result"] = run_one(task, system, setting, seed, fit, score, args)
-        with args.out.open("a", encoding="utf8") as f:
-            f.write(json.dumps(row) + "\n")
+        append_jsonl(args.out, row)
         return row
 
     for system in args.systems.split(","):
