@@ -82,3 +82,29 @@ def test_ablation_report_table(tmp_path):
         "| random-init | 0.200 ± 0.141 (n=2) | 0.700 ± 0.141 (n=2) | 1,2 | 3 / 0.0001 / 16 |",
         "| pretrained | 0.225 ± 0.035 (n=2) | 0.725 ± 0.035 (n=2) | 1,2 | 3 / 0.0001 / 16 |",
     ]
+
+
+def test_prepare_base_random_init_keeps_architecture_and_tokenizer(bert_checkpoint, tmp_path):
+    import torch
+    from safetensors.torch import load_file
+    from transformers import AutoModelForMaskedLM, AutoTokenizer
+
+    # A "trained" checkpoint: the tiny random one (itself seed-0 random) with moved weights.
+    model = AutoModelForMaskedLM.from_pretrained(str(bert_checkpoint))
+    with torch.no_grad():
+        for param in model.parameters():
+            param.add_(0.01)
+    model.save_pretrained(str(tmp_path / "trained"))
+    AutoTokenizer.from_pretrained(str(bert_checkpoint)).save_pretrained(str(tmp_path / "trained"))
+    bert_checkpoint = tmp_path / "trained"
+    for flag, name in (([], "copy"), (["--random-init"], "random")):
+        subprocess.run([sys.executable, str(PROJECT / "scripts" / "prepare_base.py"), str(bert_checkpoint),
+                        str(tmp_path / name), *flag], check=True, capture_output=True)
+    config = {name: json.loads((tmp_path / name / "config.json").read_text()) for name in ("copy", "random")}
+    for key in ("hidden_size", "num_hidden_layers", "vocab_size", "model_type"):
+        assert config["random"][key] == config["copy"][key]
+    assert (tmp_path / "random" / "vocab.txt").read_text() == (tmp_path / "copy" / "vocab.txt").read_text()
+    original = load_file(str(bert_checkpoint / "model.safetensors"))
+    copy, random = (load_file(str(tmp_path / n / "model.safetensors")) for n in ("copy", "random"))
+    key = "bert.embeddings.word_embeddings.weight"
+    assert (copy[key] == original[key]).all() and not (random[key] == original[key]).all()
