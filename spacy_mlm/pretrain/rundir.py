@@ -58,6 +58,14 @@ def prepare_output_dir(out: Path, cfg: Config, *, resume: bool, force: bool) -> 
         atomic_write_text(run_file, json.dumps({"config": config_text}, indent=2))
 
 
+def record_settings(out: Path, settings: Dict[str, Any]) -> None:
+    """Add what the run's "auto" settings resolved to (precision, attention, ...) to run.json."""
+    run_file = out / RUN_FILE
+    run = json.loads(run_file.read_text(encoding="utf8"))
+    with disk_writes("the run file", run_file, lambda: resume_hint(out)):
+        atomic_write_text(run_file, json.dumps({**run, "settings": settings}, indent=2))
+
+
 def config_diff(a: str, b: str) -> List[str]:
     """The dotted keys that differ between two config texts, except those a resume may change."""
     flat_a = dict_to_dot(Config().from_str(a, interpolate=False))
