@@ -15,7 +15,7 @@ from ..registry import import_registered, registry
 PLAIN_SECTIONS: Dict[str, Dict[str, Any]] = {
     "system": {"seed": 0, "gpu_id": -1, "threads": 0},
     "model": {"name": None, "tokenizer": None, "dropout": None, "head_only": False, "attn_implementation": "auto"},
-    "corpus": {"holdout_every": 50, "tokenize_batch": 256, "shuffle_buffer": 2048},
+    "corpus": {"holdout_every": 50, "tokenize_batch": 256, "shuffle_buffer": 2048, "cache": True, "cache_dir": None},
     "training": {
         "seq_length": 128, "batch_tokens": 4096, "grad_accum": 1, "learning_rate": 5e-4,
         "weight_decay": 0.01, "beta1": 0.9, "beta2": 0.98, "eps": 1e-6, "warmup_steps": 10,

@@ -12,6 +12,7 @@ a full disk or a read-only directory leaves the previous complete checkpoint, an
 starts from the newest complete one (see checkpoint.py and rundir.py).
 """
 
+import json
 import math
 import os
 import time
@@ -74,7 +75,12 @@ def train(cfg, out: Path, *, resume: bool = False, force: bool = False, on_step=
     model, tokenizer = load_mlm_model(M["name"], M["tokenizer"], M["dropout"], M["attn_implementation"])
     masker: Masker = objs["masking"]
     seqs_per_step, per_micro = batch_sizes(T, world, getattr(model.config, "max_position_embeddings", None))
-    train_data, dev_data = make_packers(cfg, objs["corpus"], tokenizer, masker)
+    train_data, dev_data = make_packers(cfg, objs["corpus"], tokenizer, masker, out)
+    if main and train_data.cache_dir is not None:  # tokenize once; the other processes wait, then read it
+        cache, built = train_data.build_cache()
+        if not built:
+            print(f"Reusing the tokenized training corpus in {cache}", flush=True)
+    barrier(world)
     eval_batches = make_eval_batches(dev_data, T["eval_sequences"], per_micro, masker, tokenizer, S["seed"])
     if cfg["model"]["head_only"]:
         for p in getattr(model, model.base_model_prefix).parameters():
@@ -283,16 +289,22 @@ def batch_sizes(T: Dict[str, Any], world: int, max_positions: Optional[int]) -> 
     return seqs_per_step, per_micro
 
 
-def make_packers(cfg, corpora: Dict[str, Any], tokenizer, masker: Masker) -> Tuple[Packer, Packer]:
-    """Training and dev packers; without a dev corpus, every holdout_every-th training doc is held out."""
+def make_packers(cfg, corpora: Dict[str, Any], tokenizer, masker: Masker, out: Path) -> Tuple[Packer, Packer]:
+    """Training and dev packers; without a dev corpus, every holdout_every-th training doc is held out.
+    The training corpus is tokenized once into [corpus] cache_dir (default: .spacy-mlm-cache beside
+    OUTPUT_DIR); the dev corpus streams (only its first eval_sequences are read)."""
     C, seed, seq_length = cfg["corpus"], cfg["system"]["seed"], cfg["training"]["seq_length"]
     train_corpus, dev_corpus = corpora["train"], corpora["dev"]
-    if dev_corpus is None:
+    held_out = dev_corpus is None
+    if held_out:
         dev_corpus = holdout(train_corpus, C["holdout_every"], keep_heldout=True)
         train_corpus = holdout(train_corpus, C["holdout_every"], keep_heldout=False)
     pack = dict(word_boundaries=masker.word_boundaries, tokenize_batch=C["tokenize_batch"])
+    cache_dir = (Path(C["cache_dir"]) if C["cache_dir"] else out.parent / ".spacy-mlm-cache") if C["cache"] else None
+    corpus_key = json.dumps({"reader": cfg["corpus"]["train"], "holdout_every": C["holdout_every"] if held_out else None},
+                            sort_keys=True)
     train_data = Packer(train_corpus, tokenizer, seq_length, shuffle_buffer=C["shuffle_buffer"], seed=seed,
-                        name="training corpus", **pack)
+                        name="training corpus", cache_dir=cache_dir, corpus_key=corpus_key, **pack)
     return train_data, Packer(dev_corpus, tokenizer, seq_length, name="dev corpus", **pack)
 
 

@@ -20,7 +20,7 @@ from .checkpoint import CHECKPOINTS, latest_checkpoint, read_trainer_state, refu
 RUN_FILE = "run.json"
 # Keys that may change between a run and its --resume.
 RESUMABLE_CHANGES = ("training.max_steps", "training.eval_frequency", "training.checkpoint_frequency",
-                     "training.keep_checkpoints", "logging.", "system.gpu_id", "system.threads")
+                     "training.keep_checkpoints", "logging.", "system.gpu_id", "system.threads", "corpus.cache")
 
 
 def prepare_output_dir(out: Path, cfg: Config, *, resume: bool, force: bool) -> None:
