@@ -134,11 +134,16 @@ class Packer:
         if files is None:
             raise SpacyMlmError(f"The {self.name} has no files to key a tokenization cache on.")
         backend = getattr(self.tokenizer, "backend_tokenizer", None)
+        if backend is not None:
+            # The model, not the truncation/padding state each call of a fast tokenizer resets.
+            tokenizer = {k: v for k, v in json.loads(backend.to_str()).items() if k not in ("truncation", "padding")}
+        else:
+            tokenizer = sorted(self.tokenizer.get_vocab().items())
         key = {
             "format": CACHE_FORMAT,
             "files": [[str(Path(f).resolve()), os.stat(f).st_size, os.stat(f).st_mtime_ns] for f in files],
             "corpus": self.corpus_key,
-            "tokenizer": backend.to_str() if backend is not None else repr(sorted(self.tokenizer.get_vocab().items())),
+            "tokenizer": tokenizer,
             "seq_length": self.seq_length, "word_boundaries": self.word_boundaries,
             "cls": self.cls_id, "sep": self.sep_id,
         }
