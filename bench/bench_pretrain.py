@@ -13,6 +13,7 @@ the round's equal number of tokens. FLOP utilisation: see flops_per_token.
     python bench/bench_pretrain.py --rounds 3 --steps 12 --switches         # our switches on/off
     python bench/bench_pretrain.py --profile                                # top ops of our step
     python bench/bench_pretrain.py --time-to-quality --ttq-steps 300        # seconds to HF's loss
+    python bench/bench_pretrain.py --tokenize                               # tokenize-once cache vs plain encode
     python bench/bench_pretrain.py --gpu-id 0 --size base --precisions bf16 # BERT-base MFU, seq 128 + 512
 
 (HF Trainer needs the `accelerate` package.)
@@ -366,6 +367,29 @@ def time_to_quality(args, tmp, model_dir, tokenizer, train_file, texts, test_fil
     append_jsonl(args.out, row)
 
 
+def tokenize_throughput(args, tmp, tokenizer, train_file, texts, env):
+    """Building our cache (read, tokenize in batches of [corpus] tokenize_batch, pack, write) vs one plain
+    batched encode of the same lines by the same fast tokenizer; median of --rounds."""
+    from spacy_mlm.pretrain.corpus import any_corpus
+    from spacy_mlm.pretrain.packing import Packer
+
+    plain, ours = [], []
+    for r in range(args.rounds):
+        start = time.perf_counter()
+        n_tokens = sum(map(len, tokenizer(texts, add_special_tokens=False, verbose=False)["input_ids"]))
+        plain.append(n_tokens / (time.perf_counter() - start))
+        start = time.perf_counter()
+        packer = Packer(any_corpus(str(train_file)), tokenizer, args.seq_length, cache_dir=tmp / f"tok-cache-{r}")
+        packer.build_cache()
+        ours.append(n_tokens / (time.perf_counter() - start))  # the same text: the same tokens, plus [CLS]/[SEP]
+    row = {"mode": "tokenize", **env, "rounds": args.rounds, "tokens": n_tokens,
+           "plain_encode_tokens_per_s": round(statistics.median(plain)),
+           "cache_build_tokens_per_s": round(statistics.median(ours)),
+           "ratio": round(statistics.median(ours) / statistics.median(plain), 3)}
+    print(json.dumps(row), flush=True)
+    append_jsonl(args.out, row)
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0], formatter_class=argparse.RawDescriptionHelpFormatter,
                                  epilog=__doc__.split("\n\n", 1)[1])
@@ -387,6 +411,7 @@ def main() -> None:
     ap.add_argument("--profile", action="store_true", help="torch.profiler over our steps: top-ops table")
     ap.add_argument("--profile-steps", type=int, default=3)
     ap.add_argument("--profile-rows", type=int, default=20)
+    ap.add_argument("--tokenize", action="store_true", help="cache build vs plain batched encode, tokens/s")
     ap.add_argument("--time-to-quality", action="store_true")
     ap.add_argument("--ttq-steps", type=int, default=300, help="HF's steps that set the target loss")
     ap.add_argument("--ttq-eval-every", type=int, default=10)
@@ -424,6 +449,8 @@ def main() -> None:
                 profile(args, tmp, model_dir, train_file, env)
             elif args.switches:
                 switches(args, tmp, model_dir, train_file, env)
+            elif args.tokenize:
+                tokenize_throughput(args, tmp, tokenizer, train_file, texts, env)
             elif args.time_to_quality:
                 time_to_quality(args, tmp, model_dir, tokenizer, train_file, texts, data / "test.txt", test_texts,
                                 device, env)
