@@ -14,7 +14,7 @@ the round's equal number of tokens. FLOP utilisation: see flops_per_token.
     python bench/bench_pretrain.py --profile                                # top ops of our step
     python bench/bench_pretrain.py --time-to-quality --ttq-steps 300        # seconds to HF's loss
     python bench/bench_pretrain.py --tokenize                               # tokenize-once cache vs plain encode
-    python bench/bench_pretrain.py --gpu-id 0 --size base --precisions bf16 # BERT-base MFU, seq 128 + 512
+    python bench/bench_pretrain.py --gpu-id 0 --size base --batch 64        # BERT-base bf16 MFU, seq 128 + 512
 
 (HF Trainer needs the `accelerate` package.)
 """
@@ -44,6 +44,7 @@ SWITCHES = {
     "adamw for-loop": {"training.adamw": "for-loop"},
     "adamw fused": {"training.adamw": "fused"},
     "compile": {"training.compile": True},
+    "dropout 0": {"model.dropout": 0.0},  # not a speed kernel: dropout's RNG (bernoulli_) is ~14% of a CPU step
 }
 
 
@@ -269,21 +270,24 @@ def compare(args, tmp, model_dir, tokenizer, train_file, texts, test_texts, devi
             append_jsonl(args.out, row)
 
 
-def switches(args, tmp, model_dir, train_file, env):
-    """Our loop with each switch on/off, interleaved rounds."""
+def switches(args, tmp, model_dir, tokenizer, train_file, test_texts, device, env):
+    """Our loop with each switch on/off, interleaved rounds; held-out loss after each run."""
     steps = args.skip_steps + args.steps
     names = [n for n in SWITCHES if n in args.switch_names] if args.switch_names else list(SWITCHES)
-    speed = {n: [] for n in names}
+    speed, loss = {n: [] for n in names}, {n: [] for n in names}
     for r in range(args.rounds):
         for name in names:
             run = run_ours(model_dir, train_file, args, "fp32", tmp / f"sw-{r}", steps, SWITCHES[name])
             speed[name].append(steady_tokens_per_s(run, args.skip_steps))
-            print(f"round {r + 1} {name}: {speed[name][-1]:.0f} tokens/s", flush=True)
+            loss[name].append(held_out_loss(run["final"], tokenizer, test_texts, args.seq_length, args.eval_sequences,
+                                            device))
+            print(f"round {r + 1} {name}: {speed[name][-1]:.0f} tokens/s, held-out loss {loss[name][-1]:.4f}", flush=True)
     for name in names:
         tps = statistics.median(speed[name])
         row = {"mode": "switch", "switch": name, "overrides": SWITCHES[name], **env, "precision": "fp32",
                "rounds": args.rounds, "timed_steps": args.steps, "skip_steps": args.skip_steps,
                "tokens_per_s": round(tps, 1), "tokens_per_s_rounds": [round(x, 1) for x in speed[name]],
+               "held_out_loss": round(statistics.median(loss[name]), 4),
                "ratio_to_default": round(tps / statistics.median(speed["default"]), 3) if "default" in speed else None}
         print(json.dumps(row), flush=True)
         append_jsonl(args.out, row)
@@ -404,7 +408,8 @@ def main() -> None:
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--lr", type=float, default=5e-4)
     ap.add_argument("--warmup", type=int, default=4, help="lr warmup steps")
-    ap.add_argument("--precisions", default="fp32", help="comma-separated: fp32,bf16 (bf16 is emulated on AVX2 CPUs)")
+    ap.add_argument("--precisions", default=None,
+                    help="comma-separated: fp32,bf16 (default: fp32 on CPU, where bf16 may be emulated; bf16 on GPU)")
     ap.add_argument("--eval-sequences", type=int, default=64, help="held-out test sequences")
     ap.add_argument("--switches", action="store_true", help="measure our switches on/off instead of HF vs ours")
     ap.add_argument("--switch-names", default=None, help=f"comma-separated subset of: {', '.join(SWITCHES)}")
@@ -420,7 +425,7 @@ def main() -> None:
     ap.add_argument("--peak-tflops", type=float, default=H100_SXM_BF16_TFLOPS)
     ap.add_argument("--out", type=Path, default=RESULTS, help="JSONL the results are appended to")
     args = ap.parse_args()
-    args.precisions = args.precisions.split(",")
+    args.precisions = (args.precisions or ("bf16" if args.gpu_id >= 0 else "fp32")).split(",")
     args.switch_names = args.switch_names.split(",") if args.switch_names else None
     args.base_model = args.base_model or minilm_checkpoint()
     if args.base_model is None:
@@ -448,7 +453,7 @@ def main() -> None:
             if args.profile:
                 profile(args, tmp, model_dir, train_file, env)
             elif args.switches:
-                switches(args, tmp, model_dir, train_file, env)
+                switches(args, tmp, model_dir, tokenizer, train_file, test_texts, device, env)
             elif args.tokenize:
                 tokenize_throughput(args, tmp, tokenizer, train_file, texts, env)
             elif args.time_to_quality:
