@@ -62,11 +62,13 @@ def check_checkpoint(checkpoint: Union[str, Path], role: str = "Checkpoint") -> 
     return name
 
 
-def load_masked_lm(checkpoint: Union[str, Path], *, config=None, fresh_head: bool = False, role: str = "Checkpoint"):
+def load_masked_lm(checkpoint: Union[str, Path], *, config=None, fresh_head: bool = False, role: str = "Checkpoint",
+                   attn_implementation: Optional[str] = None):
     """The AutoModelForMaskedLM of an HF checkpoint (a local directory or a hub name).
 
     A checkpoint without MLM head weights raises, unless fresh_head: then the new head's decoder
     is tied to the input embeddings (a much better start than random) and a FreshHeadWarning says so.
+    attn_implementation ("sdpa", "eager"; None: transformers' default, sdpa where the architecture has it).
     """
     from transformers import AutoModelForMaskedLM
     from transformers.utils import logging as hf_logging
@@ -78,6 +80,8 @@ def load_masked_lm(checkpoint: Union[str, Path], *, config=None, fresh_head: boo
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
             kwargs = {} if config is None else {"config": config}
+            if attn_implementation is not None:
+                kwargs["attn_implementation"] = attn_implementation
             model, info = AutoModelForMaskedLM.from_pretrained(name, output_loading_info=True, **kwargs)
     except (OSError, ValueError) as e:
         raise SpacyMlmError(

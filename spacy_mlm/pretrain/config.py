@@ -14,21 +14,23 @@ from ..registry import import_registered, registry
 # The sections without a registered function, with every key they accept.
 PLAIN_SECTIONS: Dict[str, Dict[str, Any]] = {
     "system": {"seed": 0, "gpu_id": -1, "threads": 0},
-    "model": {"name": None, "tokenizer": None, "dropout": None, "head_only": False},
-    "corpus": {"holdout_every": 50, "tokenize_batch": 256, "shuffle_buffer": 2048},
+    "model": {"name": None, "tokenizer": None, "dropout": None, "head_only": False, "attn_implementation": "auto"},
+    "corpus": {"holdout_every": 50, "tokenize_batch": 256, "shuffle_buffer": 2048, "cache": True, "cache_dir": None},
     "training": {
         "seq_length": 128, "batch_tokens": 4096, "grad_accum": 1, "learning_rate": 5e-4,
         "weight_decay": 0.01, "beta1": 0.9, "beta2": 0.98, "eps": 1e-6, "warmup_steps": 10,
         "schedule": "linear", "max_grad_norm": 1.0, "max_steps": 1000, "eval_frequency": 200,
         "eval_sequences": 256, "checkpoint_frequency": 200, "keep_checkpoints": 2,
-        "precision": "fp32", "compile": False,
+        "precision": "auto", "compile": False, "adamw": "auto",
     },
     "logging": {"progress_bar": True, "log_frequency": 1, "metrics_file": "metrics.jsonl"},
 }
 FUNCTION_SECTIONS = ("corpus.train", "corpus.dev", "masking")
 SECTIONS = ("paths", *PLAIN_SECTIONS, *FUNCTION_SECTIONS)
 SCHEDULES = ("linear", "cosine", "constant")
-PRECISIONS = ("fp32", "bf16", "fp16")
+PRECISIONS = ("fp32", "bf16", "fp16", "auto")
+ATTN_IMPLEMENTATIONS = ("auto", "sdpa", "eager")
+ADAMW_IMPLEMENTATIONS = ("auto", "fused", "foreach", "for-loop")
 
 
 def _closest(key: str, valid: Iterable[str]) -> str:
@@ -108,6 +110,11 @@ def load_config(path: Union[str, Path], overrides: Optional[Dict[str, Any]] = No
         raise SpacyMlmError(f"[training] schedule = {training['schedule']!r}: use one of {', '.join(SCHEDULES)}.")
     if training["precision"] not in PRECISIONS:
         raise SpacyMlmError(f"[training] precision = {training['precision']!r}: use one of {', '.join(PRECISIONS)}.")
+    if training["adamw"] not in ADAMW_IMPLEMENTATIONS:
+        raise SpacyMlmError(f"[training] adamw = {training['adamw']!r}: use one of {', '.join(ADAMW_IMPLEMENTATIONS)}.")
+    if cfg["model"]["attn_implementation"] not in ATTN_IMPLEMENTATIONS:
+        raise SpacyMlmError(f"[model] attn_implementation = {cfg['model']['attn_implementation']!r}: use one of "
+                            f"{', '.join(ATTN_IMPLEMENTATIONS)}.")
     if cfg["model"]["name"] is None:
         raise SpacyMlmError("No base model: pass --paths.base_model DIR (a checkpoint from `spacy-mlm init-model`).")
     if cfg["corpus"]["train"].get("path") is None:

@@ -12,13 +12,14 @@ a full disk or a read-only directory leaves the previous complete checkpoint, an
 starts from the newest complete one (see checkpoint.py and rundir.py).
 """
 
+import json
 import math
 import os
 import time
 from contextlib import nullcontext
 from itertools import islice
 from pathlib import Path
-from typing import Any, Callable, Dict, Iterable, List, Optional, Tuple, Union
+from typing import Any, Callable, Dict, Iterable, List, Optional, Set, Tuple, Union
 
 import torch
 import torch.nn.functional as F
@@ -30,7 +31,7 @@ from .corpus import holdout
 from .masking import IGNORE_INDEX, Masker
 from .model import SparseMLM, load_mlm_model
 from .packing import Packer, Sequence_, collate
-from .rundir import append_jsonl, prepare_output_dir, truncate_metrics
+from .rundir import append_jsonl, prepare_output_dir, record_settings, truncate_metrics
 
 Batch = Dict[str, torch.Tensor]  # input_ids (masked), attention_mask, labels (-100: not predicted)
 
@@ -70,20 +71,28 @@ def train(cfg, out: Path, *, resume: bool = False, force: bool = False, on_step=
 
     # ---- model, data, masking, optimizer
     objs = resolve(cfg)
-    model, tokenizer = load_mlm_model(cfg["model"]["name"], cfg["model"]["tokenizer"], cfg["model"]["dropout"])
+    M = cfg["model"]
+    model, tokenizer = load_mlm_model(M["name"], M["tokenizer"], M["dropout"], M["attn_implementation"])
     masker: Masker = objs["masking"]
     seqs_per_step, per_micro = batch_sizes(T, world, getattr(model.config, "max_position_embeddings", None))
-    train_data, dev_data = make_packers(cfg, objs["corpus"], tokenizer, masker)
+    train_data, dev_data = make_packers(cfg, objs["corpus"], tokenizer, masker, out)
+    if main and train_data.cache_dir is not None:  # tokenize once; the other processes wait, then read it
+        cache, built = train_data.build_cache()
+        if not built:
+            print(f"Reusing the tokenized training corpus in {cache}", flush=True)
+    barrier(world)
     eval_batches = make_eval_batches(dev_data, T["eval_sequences"], per_micro, masker, tokenizer, S["seed"])
     if cfg["model"]["head_only"]:
         for p in getattr(model, model.base_model_prefix).parameters():
             p.requires_grad_(False)
     model.to(device)
     model.train()
-    optimizer = make_optimizer(model, T)
+    adamw = T["adamw"] if T["adamw"] != "auto" else ("fused" if device.type == "cuda" else "foreach")
+    optimizer = make_optimizer(model, T, adamw)
     scheduler = make_scheduler(optimizer, T["schedule"], T["warmup_steps"], T["max_steps"])
-    autocast = make_autocast(T["precision"], device)
-    scaler = torch.amp.GradScaler("cuda", enabled=T["precision"] == "fp16")
+    precision = resolve_precision(T["precision"], device)
+    autocast = make_autocast(precision, device)
+    scaler = torch.amp.GradScaler("cuda", enabled=precision == "fp16")
     mask_gen = torch.Generator().manual_seed(S["seed"])
 
     # ---- resume: weights, optimizer, scheduler, RNG and data position
@@ -91,6 +100,12 @@ def train(cfg, out: Path, *, resume: bool = False, force: bool = False, on_step=
     last_checkpoint = latest_checkpoint(out, warn=main) if resume else None
     if last_checkpoint is not None:
         state = load_checkpoint(last_checkpoint, model, optimizer, scheduler, scaler, mask_gen)
+    # What the "auto" settings became on this machine: printed, and kept in run.json.
+    settings = {"precision": precision, "attn_implementation": model.config._attn_implementation, "adamw": adamw,
+                "compile": T["compile"], "device": str(device), "threads": torch.get_num_threads()}
+    if main:
+        record_settings(out, settings)
+        print("Settings: " + ", ".join(f"{k} = {v}" for k, v in settings.items()), flush=True)
     metrics_path = out / log["metrics_file"]
     if resume and main:
         # Also without a checkpoint: the killed run's log lines would otherwise be doubled.
@@ -274,27 +289,37 @@ def batch_sizes(T: Dict[str, Any], world: int, max_positions: Optional[int]) -> 
     return seqs_per_step, per_micro
 
 
-def make_packers(cfg, corpora: Dict[str, Any], tokenizer, masker: Masker) -> Tuple[Packer, Packer]:
-    """Training and dev packers; without a dev corpus, every holdout_every-th training doc is held out."""
+def make_packers(cfg, corpora: Dict[str, Any], tokenizer, masker: Masker, out: Path) -> Tuple[Packer, Packer]:
+    """Training and dev packers; without a dev corpus, every holdout_every-th training doc is held out.
+    The training corpus is tokenized once into [corpus] cache_dir (default: .spacy-mlm-cache beside
+    OUTPUT_DIR); the dev corpus streams (only its first eval_sequences are read)."""
     C, seed, seq_length = cfg["corpus"], cfg["system"]["seed"], cfg["training"]["seq_length"]
     train_corpus, dev_corpus = corpora["train"], corpora["dev"]
-    if dev_corpus is None:
+    held_out = dev_corpus is None
+    if held_out:
         dev_corpus = holdout(train_corpus, C["holdout_every"], keep_heldout=True)
         train_corpus = holdout(train_corpus, C["holdout_every"], keep_heldout=False)
     pack = dict(word_boundaries=masker.word_boundaries, tokenize_batch=C["tokenize_batch"])
+    cache_dir = (Path(C["cache_dir"]) if C["cache_dir"] else out.parent / ".spacy-mlm-cache") if C["cache"] else None
+    corpus_key = json.dumps({"reader": cfg["corpus"]["train"], "holdout_every": C["holdout_every"] if held_out else None},
+                            sort_keys=True)
     train_data = Packer(train_corpus, tokenizer, seq_length, shuffle_buffer=C["shuffle_buffer"], seed=seed,
-                        name="training corpus", **pack)
+                        name="training corpus", cache_dir=cache_dir, corpus_key=corpus_key, **pack)
     return train_data, Packer(dev_corpus, tokenizer, seq_length, name="dev corpus", **pack)
 
 
-def make_optimizer(model: torch.nn.Module, T: Dict[str, Any]) -> torch.optim.Optimizer:
-    """AdamW; biases and LayerNorm weights get no weight decay."""
+ADAMW_KERNELS = {"fused": {"fused": True}, "foreach": {"foreach": True}, "for-loop": {"foreach": False}}
+
+
+def make_optimizer(model: torch.nn.Module, T: Dict[str, Any], kernel: str = "foreach") -> torch.optim.Optimizer:
+    """AdamW; biases and LayerNorm weights get no weight decay. kernel: fused (one kernel for all
+    parameters), foreach (a few batched ops per group) or for-loop (one parameter at a time)."""
     params = [(n, p) for n, p in model.named_parameters() if p.requires_grad]
     no_decay = [p for n, p in params if p.ndim < 2 or "norm" in n.lower()]
     decay = [p for n, p in params if not (p.ndim < 2 or "norm" in n.lower())]
     return torch.optim.AdamW(
         [{"params": decay, "weight_decay": T["weight_decay"]}, {"params": no_decay, "weight_decay": 0.0}],
-        lr=T["learning_rate"], betas=(T["beta1"], T["beta2"]), eps=T["eps"],
+        lr=T["learning_rate"], betas=(T["beta1"], T["beta2"]), eps=T["eps"], **ADAMW_KERNELS[kernel],
     )
 
 
@@ -309,6 +334,31 @@ def make_scheduler(optimizer, schedule: str, warmup: int, max_steps: int):
         return get_constant_schedule_with_warmup(optimizer, warmup)
     make = get_cosine_schedule_with_warmup if schedule == "cosine" else get_linear_schedule_with_warmup
     return make(optimizer, warmup, max_steps)
+
+
+def cpu_flags() -> Set[str]:
+    """The CPU's feature flags from /proc/cpuinfo (empty where there is none, e.g. macOS)."""
+    try:
+        text = Path("/proc/cpuinfo").read_text()
+    except OSError:
+        return set()
+    line = next((line for line in text.splitlines() if line.startswith("flags")), "")
+    return set(line.split(":", 1)[-1].split())
+
+
+def native_bf16(device: torch.device) -> bool:
+    """Does the hardware multiply bf16 matrices natively? Elsewhere torch emulates bf16, which on
+    an AVX2 CPU is ~100x slower than fp32."""
+    if device.type == "cuda":
+        return torch.cuda.is_bf16_supported()
+    return bool({"avx512_bf16", "amx_bf16"} & cpu_flags())
+
+
+def resolve_precision(precision: str, device: torch.device) -> str:
+    """[training] precision, with "auto" resolved: bf16 where the hardware runs it natively, else fp32."""
+    if precision != "auto":
+        return precision
+    return "bf16" if native_bf16(device) else "fp32"
 
 
 def make_autocast(precision: str, device: torch.device):

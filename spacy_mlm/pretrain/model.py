@@ -32,11 +32,13 @@ class SparseMLM(torch.nn.Module):
 
 
 def load_mlm_model(
-    name: str, tokenizer_name: Optional[str] = None, dropout: Optional[float] = None
+    name: str, tokenizer_name: Optional[str] = None, dropout: Optional[float] = None, attn_implementation: str = "auto"
 ) -> Tuple[torch.nn.Module, object]:
     """The AutoModelForMaskedLM and tokenizer to train. A checkpoint without an MLM head gets a
-    fresh head with its decoder tied to the input embeddings, and a FreshHeadWarning."""
-    from transformers import AutoConfig, AutoTokenizer
+    fresh head with its decoder tied to the input embeddings, and a FreshHeadWarning.
+    attn_implementation: "sdpa", "eager" or "auto" (transformers' choice: sdpa where the architecture has it);
+    the model's config._attn_implementation says which one runs."""
+    from transformers import MODEL_FOR_MASKED_LM_MAPPING, AutoConfig, AutoTokenizer
 
     from ..mlm import check_checkpoint
 
@@ -63,7 +65,14 @@ def load_mlm_model(
         for key in DROPOUT_KEYS:
             if hasattr(config, key):
                 setattr(config, key, dropout)
-    model = load_masked_lm(name, config=config, fresh_head=True, role="Base model")
+    model_class = MODEL_FOR_MASKED_LM_MAPPING.get(type(config), None)
+    if attn_implementation == "sdpa" and model_class is not None and not model_class._supports_sdpa:
+        raise SpacyMlmError(
+            f"[model] attn_implementation = \"sdpa\", but transformers has no SDPA attention for {model_class.__name__} "
+            f"({name}): use \"auto\" or \"eager\"."
+        )
+    model = load_masked_lm(name, config=config, fresh_head=True, role="Base model",
+                           attn_implementation=None if attn_implementation == "auto" else attn_implementation)
     n_embeddings = model.get_input_embeddings().num_embeddings
     if len(tokenizer) > n_embeddings:
         raise SpacyMlmError(

@@ -2,15 +2,25 @@
 
 Sequence layout: [CLS] doc1 [SEP] doc2 [SEP] doc3... A doc longer than the sequence
 continues in the next sequence: nothing is dropped. Only the last sequence of an epoch
-is padded. Docs are tokenized in batches by the fast (Rust) tokenizer as they stream by.
+is padded. Docs are tokenized in batches by the fast (Rust) tokenizer as they stream by,
+or, with a cache directory, once: the packed sequences go to memory-mapped arrays that every
+later epoch, --resume and every DDP process read instead of tokenizing again.
 """
 
 import bisect
+import hashlib
+import json
+import os
 import random
 import re
+import shutil
+import tempfile
+import time
 from functools import partial
+from pathlib import Path
 from typing import Callable, Iterator, List, Optional, Tuple
 
+import numpy as np
 import torch
 from torch.nn.utils.rnn import pad_sequence
 
@@ -18,6 +28,7 @@ from ..errors import SpacyMlmError
 
 Sequence_ = Tuple[List[int], Optional[List[int]]]  # token ids, word ids (-1: special)
 WHITESPACE_WORD = re.compile(r"\S+")
+CACHE_FORMAT = 1  # bump when the layout of the cached arrays changes
 
 
 class Packer:
@@ -32,7 +43,11 @@ class Packer:
         shuffle_buffer: int = 0,
         seed: int = 0,
         name: str = "corpus",
+        cache_dir: Optional[Path] = None,
+        corpus_key: str = "",
     ) -> None:
+        """cache_dir: tokenize and pack once into this directory (see cache_path); corpus_key: what,
+        besides its files, defines the corpus's texts (reader settings, held-out split)."""
         if seq_length < 8:
             raise SpacyMlmError(f"[training] seq_length = {seq_length} is too short: use at least 8.")
         self.corpus, self.tokenizer, self.seq_length = corpus, tokenizer, seq_length
@@ -43,6 +58,8 @@ class Packer:
         if self.sep_id is None:
             raise SpacyMlmError("The tokenizer has no separator (sep/eos) token to mark document boundaries.")
         self._spacy_tokenizer = None
+        self.cache_dir, self.corpus_key = (Path(cache_dir) if cache_dir is not None else None), corpus_key
+        self._cached: Optional[Tuple[np.ndarray, np.ndarray, Optional[np.ndarray]]] = None
 
     def _word_starts(self, text: str) -> List[int]:
         if self.word_boundaries == "spacy":
@@ -80,6 +97,14 @@ class Packer:
             yield from flush()
 
     def _packed(self) -> Iterator[Sequence_]:
+        if self.cache_dir is None:
+            yield from self._tokenized_and_packed()
+            return
+        ids, lengths, words = self.load_cache()
+        for i, n in enumerate(lengths.tolist()):
+            yield ids[i, :n].tolist(), (words[i, :n].tolist() if words is not None else None)
+
+    def _tokenized_and_packed(self) -> Iterator[Sequence_]:
         body = self.seq_length - (1 if self.cls_id is not None else 0)
         head = [self.cls_id] if self.cls_id is not None else []
         ids_buf: List[int] = []
@@ -100,6 +125,76 @@ class Packer:
                     del words_buf[:body]
         if ids_buf:
             yield head + ids_buf, ([-1] * len(head) + words_buf) if with_words else None
+
+    # ---- the tokenize-once cache
+
+    def cache_path(self) -> Path:
+        """CACHE_DIR/<hash of the corpus files (path, size, mtime), corpus_key, tokenizer, seq_length, word boundaries>."""
+        files = getattr(self.corpus, "files", None)
+        if files is None:
+            raise SpacyMlmError(f"The {self.name} has no files to key a tokenization cache on.")
+        backend = getattr(self.tokenizer, "backend_tokenizer", None)
+        if backend is not None:
+            # The model, not the truncation/padding state each call of a fast tokenizer resets.
+            tokenizer = {k: v for k, v in json.loads(backend.to_str()).items() if k not in ("truncation", "padding")}
+        else:
+            tokenizer = sorted(self.tokenizer.get_vocab().items())
+        key = {
+            "format": CACHE_FORMAT,
+            "files": [[str(Path(f).resolve()), os.stat(f).st_size, os.stat(f).st_mtime_ns] for f in files],
+            "corpus": self.corpus_key,
+            "tokenizer": tokenizer,
+            "seq_length": self.seq_length, "word_boundaries": self.word_boundaries,
+            "cls": self.cls_id, "sep": self.sep_id,
+        }
+        digest = hashlib.sha256(json.dumps(key, sort_keys=True).encode("utf8")).hexdigest()[:24]
+        return self.cache_dir / f"{re.sub(r'[^a-z]+', '-', self.name)}-{digest}"
+
+    def build_cache(self) -> Tuple[Path, bool]:
+        """Tokenize and pack the corpus into cache_path(), unless it is there. RETURNS (path, built now)."""
+        path = self.cache_path()
+        if (path / "meta.json").is_file():
+            return path, False
+        self.cache_dir.mkdir(parents=True, exist_ok=True)
+        print(f"Tokenizing the {self.name} once into {path}", flush=True)
+        start = time.perf_counter()
+        tmp = Path(tempfile.mkdtemp(prefix=".tmp-", dir=self.cache_dir))  # renamed into place when complete
+        rows, tokens, L = 0, 0, self.seq_length
+        with_words = self.word_boundaries is not None
+        with (tmp / "ids.bin").open("wb") as f_ids, (tmp / "lengths.bin").open("wb") as f_len, \
+                (tmp / "words.bin").open("wb") as f_words:
+            for ids, words in self._tokenized_and_packed():
+                f_ids.write(np.asarray(ids + [0] * (L - len(ids)), dtype=np.int32).tobytes())
+                f_len.write(np.int32(len(ids)).tobytes())
+                if with_words:
+                    f_words.write(np.asarray(words + [-1] * (L - len(words)), dtype=np.int32).tobytes())
+                rows, tokens = rows + 1, tokens + len(ids)
+        seconds = time.perf_counter() - start
+        meta = {"rows": rows, "seq_length": L, "words": with_words, "tokens": tokens, "seconds": round(seconds, 3)}
+        (tmp / "meta.json").write_text(json.dumps(meta))
+        try:
+            tmp.rename(path)
+        except OSError:  # another process finished the same cache first: use theirs
+            shutil.rmtree(tmp, ignore_errors=True)
+        print(f"Tokenized {tokens:,} tokens into {rows:,} sequences in {seconds:.1f} s "
+              f"({tokens / max(seconds, 1e-9):,.0f} tokens/s)", flush=True)
+        return path, True
+
+    def load_cache(self) -> Tuple[np.ndarray, np.ndarray, Optional[np.ndarray]]:
+        """(ids (rows, seq_length), lengths (rows,), word ids or None), memory-mapped; built if missing."""
+        if self._cached is None:
+            path, _ = self.build_cache()
+            meta = json.loads((path / "meta.json").read_text())
+            rows, L = meta["rows"], meta["seq_length"]
+
+            def read(name: str, shape: Tuple[int, ...]) -> np.ndarray:
+                if rows == 0:  # an empty file cannot be memory-mapped
+                    return np.zeros(shape, dtype=np.int32)
+                return np.memmap(path / name, dtype=np.int32, mode="r", shape=shape)
+
+            words = read("words.bin", (rows, L)) if meta["words"] else None
+            self._cached = (read("ids.bin", (rows, L)), read("lengths.bin", (rows,)), words)
+        return self._cached
 
     def epoch(self, epoch: int) -> Iterator[Sequence_]:
         """One pass over the corpus; with a shuffle buffer the order depends on (seed, epoch) only."""

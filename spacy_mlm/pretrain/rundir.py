@@ -20,7 +20,7 @@ from .checkpoint import CHECKPOINTS, latest_checkpoint, read_trainer_state, refu
 RUN_FILE = "run.json"
 # Keys that may change between a run and its --resume.
 RESUMABLE_CHANGES = ("training.max_steps", "training.eval_frequency", "training.checkpoint_frequency",
-                     "training.keep_checkpoints", "logging.", "system.gpu_id", "system.threads")
+                     "training.keep_checkpoints", "logging.", "system.gpu_id", "system.threads", "corpus.cache")
 
 
 def prepare_output_dir(out: Path, cfg: Config, *, resume: bool, force: bool) -> None:
@@ -56,6 +56,14 @@ def prepare_output_dir(out: Path, cfg: Config, *, resume: bool, force: bool) -> 
         if resume:
             clean_killed_writes(out)
         atomic_write_text(run_file, json.dumps({"config": config_text}, indent=2))
+
+
+def record_settings(out: Path, settings: Dict[str, Any]) -> None:
+    """Add what the run's "auto" settings resolved to (precision, attention, ...) to run.json."""
+    run_file = out / RUN_FILE
+    run = json.loads(run_file.read_text(encoding="utf8"))
+    with disk_writes("the run file", run_file, lambda: resume_hint(out)):
+        atomic_write_text(run_file, json.dumps({**run, "settings": settings}, indent=2))
 
 
 def config_diff(a: str, b: str) -> List[str]:
