@@ -61,18 +61,19 @@ DocVectors = Tuple[numpy.ndarray, numpy.ndarray, numpy.ndarray, Optional[float]]
 SimilarityLoss = Callable[[torch.Tensor, torch.Tensor, Optional[torch.Tensor]], torch.Tensor]
 PAIR_SPANS_FIX = (
     "set the transformer's span getter to spacy_mlm.pair_spans.v1 so that each sentence of a pair is encoded on "
-    "its own: [components.transformer.model.get_spans] @span_getters = \"spacy_mlm.pair_spans.v1\" with the "
-    "previous getter under [components.transformer.model.get_spans.inner] (configs/similarity.cfg)"
+    "its own: [components.transformer.model.get_spans] @span_getters = \"spacy_mlm.pair_spans.v1\" (window and "
+    "stride as strided_spans.v1 for other docs; configs/similarity.cfg)"
 )
 
 
 @util.registry.span_getters("spacy_mlm.pair_spans.v1")
-def create_pair_spans(inner: Callable[[List[Doc]], List[List[Span]]]) -> Callable[[List[Doc]], List[List[Span]]]:
+def create_pair_spans(window: int = 128, stride: int = 96) -> Callable[[List[Doc]], List[List[Span]]]:
     """The transformer's span getter for pair docs: the two sentences of `doc.spans["sim_pair"]`
-    as two sequences; every other doc as `inner` (e.g. strided_spans.v1) splits it."""
+    as two sequences; every other doc in strided windows, as spacy-transformers.strided_spans.v1."""
+    strided = util.registry.span_getters.get("spacy-transformers.strided_spans.v1")(window=window, stride=stride)
 
     def get_pair_spans(docs: List[Doc]) -> List[List[Span]]:
-        others = iter(inner([doc for doc in docs if not is_pair_doc(doc)]))
+        others = iter(strided([doc for doc in docs if not is_pair_doc(doc)]))
         return [list(doc.spans[PAIR_KEY]) if is_pair_doc(doc) else next(others) for doc in docs]
 
     return get_pair_spans
