@@ -99,7 +99,7 @@ def test_gradients_reach_the_transformer_and_scale_with_loss_weight(loss, bert_c
     for weight in (1.0, 2.5, 0.0):
         nlp = pair_nlp(bert_checkpoint, loss=loss, loss_weight=weight)
         egs = examples(nlp, scored=scored)
-        nlp.initialize(lambda: egs)
+        nlp.initialize(lambda egs=egs: egs)
         results[weight] = encoder_grads(nlp, egs)
     grads, losses = results[1.0]
     assert losses["trf_similarity"] > 0
