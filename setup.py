@@ -53,6 +53,14 @@ setup(
         # spaCy's registry.layers is thinc's: entry point group "thinc_layers".
         "thinc_layers": ["spacy_mlm.reduce_first.v1 = spacy_mlm.layers:reduce_first"],
         "spacy_architectures": ["spacy_mlm.TokenClassifier.v1 = spacy_mlm.pipes.tagger_ner:build_token_classifier"],
+        # trf_similarity's training functions, found by name from a config (configs/similarity.cfg).
+        "spacy_span_getters": ["spacy_mlm.pair_spans.v1 = spacy_mlm.pipes.similarity:create_pair_spans"],
+        "spacy_readers": ["spacy_mlm.PairCorpus.v1 = spacy_mlm.readers.pairs:create_pair_corpus"],
+        "spacy_scorers": ["spacy_mlm.similarity_scorer.v1 = spacy_mlm.pipes.similarity:make_similarity_scorer"],
+        "spacy_misc": [
+            "spacy_mlm.CoSENTLoss.v1 = spacy_mlm.pipes._similarity_losses:create_cosent_loss",
+            "spacy_mlm.MNRLoss.v1 = spacy_mlm.pipes._similarity_losses:create_mnr_loss",
+        ],
         "console_scripts": ["spacy-mlm = spacy_mlm.cli:main"],
     },
     classifiers=[

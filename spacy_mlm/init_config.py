@@ -15,7 +15,7 @@ import click
 
 from .errors import SpacyMlmError
 
-CONFIG_KINDS = ("pretrain", "ner", "textcat", "full")
+CONFIG_KINDS = ("pretrain", "ner", "textcat", "full", "similarity")
 # Stands in for a missing --base-model while spaCy builds the pipeline to fill the config
 # (spacy-transformers requires a name there); the written config keeps `base_model = null`.
 _PLACEHOLDER_MODEL = "BASE_MODEL"
@@ -49,6 +49,8 @@ def fill_config(kind: str, *, base_model: Optional[str] = None, gpu: bool = Fals
         return registry.fill(config, validate=True)
     import spacy
 
+    from .pipes import similarity  # noqa: F401  (registers spacy_mlm.pair_spans.v1 etc. without entry points)
+
     if gpu:
         config["components"]["transformer"]["model"]["mixed_precision"] = True
     config["paths"]["base_model"] = base_model or _PLACEHOLDER_MODEL
@@ -63,13 +65,13 @@ def fill_config(kind: str, *, base_model: Optional[str] = None, gpu: bool = Fals
 @click.argument("output_file", type=click.Path(dir_okay=False, allow_dash=True))
 @click.option("--base-model", default=None, help="HF checkpoint dir or hub name: [paths] base_model.")
 @click.option("--gpu", is_flag=True,
-              help="pretrain: [system] gpu_id = 0; ner/textcat/full: the transformer trains in mixed precision.")
+              help="pretrain: [system] gpu_id = 0; ner/textcat/full/similarity: the transformer trains in mixed precision.")
 def init_config_command(kind: str, output_file: str, base_model: Optional[str], gpu: bool) -> None:
     """Write a complete KIND config to OUTPUT_FILE ('-': stdout).
 
     \b
     pretrain: spacy-mlm pretrain OUTPUT_FILE OUT_DIR --paths.train FILE
-    ner, textcat, full: python -m spacy train OUTPUT_FILE --paths.train T --paths.dev D
+    ner, textcat, full, similarity: python -m spacy train OUTPUT_FILE --paths.train T --paths.dev D
     """
     from .util import atomic_write_text, disk_writes
 

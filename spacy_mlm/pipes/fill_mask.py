@@ -47,6 +47,7 @@ DEFAULT_FILL_MASK_CONFIG = {
     "upstream": "transformer",
     "checkpoint": None,
     "mlm_rate": 0.15,
+    "loss_weight": 1.0,
     # Whole words, round(mlm_rate * wordpieces) per window (at least one), as before the maskers were
     # shared with pretraining; now with BERT's 80/10/10 split.
     "masking": {"@misc": "spacy_mlm.SpanMasking.v1", "max_span": 1},
@@ -75,6 +76,7 @@ def make_fill_mask(
     checkpoint: Optional[str],
     mlm_rate: float,
     masking: Masker,
+    loss_weight: float,
 ) -> "FillMask":
     """Predict `[MASK]` / `<mask>` tokens with the MLM head of the shared transformer's checkpoint.
 
@@ -85,10 +87,12 @@ def make_fill_mask(
     mlm_rate (float): share of words masked in the MLM loss during training; 0 turns it off.
     masking (Masker): how the training loss masks, as in pretraining (spacy_mlm.TokenMasking.v1,
         WholeWordMasking.v1, SpanMasking.v1 with their replace/random split); mlm_rate sets its rate.
+    loss_weight (float): multiplies the MLM loss, and so its gradient into the shared encoder,
+        against the other heads' losses (0 turns the loss off, as mlm_rate 0 does).
     """
     prepare_pipe_process()
     return FillMask(nlp, name, top_k=top_k, targets=targets, upstream=upstream, checkpoint=checkpoint,
-                    mlm_rate=mlm_rate, masking=masking)
+                    mlm_rate=mlm_rate, masking=masking, loss_weight=loss_weight)
 
 
 class FillMask(TrainablePipe):
@@ -105,6 +109,7 @@ class FillMask(TrainablePipe):
         checkpoint: Optional[str] = None,
         mlm_rate: float = 0.15,
         masking: Optional[Masker] = None,
+        loss_weight: float = 1.0,
     ) -> None:
         if top_k < 1:
             raise SpacyMlmError(f"fill_mask top_k must be at least 1, got {top_k}: set [components.{name}] top_k = 5.")
@@ -117,6 +122,9 @@ class FillMask(TrainablePipe):
         self.checkpoint = checkpoint
         self.masking = masking if masking is not None else span_masking(max_span=1)
         self.mlm_rate = mlm_rate
+        if loss_weight < 0:
+            raise SpacyMlmError(f"fill_mask loss_weight must be >= 0, got {loss_weight}: set [components.{name}] loss_weight.")
+        self.loss_weight = loss_weight
         self.head: Optional[MaskedLMHead] = None
         self.model: Model = PyTorchWrapper_v2(torch.nn.Identity())
         self.cfg: Dict[str, Any] = {"mask_token": None, "target_ids": None}
@@ -285,13 +293,14 @@ class FillMask(TrainablePipe):
         sgd: Optional[Optimizer] = None,
         losses: Optional[Dict[str, float]] = None,
     ) -> Dict[str, float]:
-        """MLM loss on masked copies of the docs' transformer windows, backpropagated into the head
-        and the shared transformer's encoder (its own dropout, from the checkpoint's config, applies).
+        """MLM loss on masked copies of the docs' transformer windows, times loss_weight, backpropagated
+        into the head and the shared transformer's encoder (its own dropout, from the checkpoint's
+        config, applies). `losses` gets the unweighted loss.
         The transformer applies its gradients in its own finish_update."""
         losses = {} if losses is None else losses
         losses.setdefault(self.name, 0.0)
         docs = [eg.predicted for eg in examples]
-        if self.mlm_rate == 0.0 or not any(len(doc) for doc in docs):
+        if self.mlm_rate == 0.0 or self.loss_weight == 0.0 or not any(len(doc) for doc in docs):
             return losses
         head = self.tied_head()
         batch = self.masked_batch(docs)
@@ -304,7 +313,7 @@ class FillMask(TrainablePipe):
                          attention_mask=batch["attention_mask"].to(device)).last_hidden_state
         logits = head(hidden[predicted.to(device)])
         loss = self.get_loss(examples, (logits, batch["labels"][predicted].to(device)))
-        loss.backward()
+        (loss * self.loss_weight).backward()
         if sgd is not None:
             self.finish_update(sgd)
             self._transformer.finish_update(sgd)

