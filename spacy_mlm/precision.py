@@ -124,17 +124,21 @@ def _linear_names(model: torch.nn.Module) -> List[str]:
     return [name for name, module in model.named_modules() if isinstance(module, torch.nn.Linear)]
 
 
-def reduce_precision(model: torch.nn.Module, dtype: str) -> torch.nn.Module:
-    """Convert an fp32 HF encoder, in place, to the structure and values `dtype` saves and loads."""
+def reduce_precision(model: torch.nn.Module, dtype: str, fp32_modules: Iterable[str] = INT8_FP32_MODULES,
+                     int8_embeddings: bool = True) -> torch.nn.Module:
+    """Convert an fp32 HF encoder, in place, to the structure and values `dtype` saves and loads.
+    int8 only: `fp32_modules` are name suffixes of Linear layers left in fp32; `int8_embeddings`
+    stores the word embeddings as INT8 rows (the bench's recipe sweep varies both)."""
     check_dtype(dtype)
     model.eval()
     if dtype == "int8":
         from torch.ao.quantization import per_channel_dynamic_qconfig, quantize_dynamic
 
-        embeddings = model.get_input_embeddings()
-        model.set_input_embeddings(Int8RowEmbedding.from_float(embeddings))
+        if int8_embeddings:
+            model.set_input_embeddings(Int8RowEmbedding.from_float(model.get_input_embeddings()))
+        fp32_modules = tuple(fp32_modules)
         spec = {name: per_channel_dynamic_qconfig for name in _linear_names(model)
-                if not any(name.endswith(suffix) for suffix in INT8_FP32_MODULES)}
+                if not name.endswith(fp32_modules)}
         with warnings.catch_warnings():  # torch deprecates torch.ao for torchao, which is not a dependency
             warnings.simplefilter("ignore")
             quantize_dynamic(model, qconfig_spec=spec, dtype=torch.qint8, inplace=True)
