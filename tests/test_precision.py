@@ -98,6 +98,8 @@ def test_training_a_reduced_pipeline_names_the_fix(fp32_pipeline):
     examples = [Example.from_dict(nlp.make_doc(t), {"entities": e}) for t, e in NER_DATA]
     with pytest.raises(SpacyMlmError, match="spacy-mlm quantize PIPELINE OUTPUT --dtype int8"):
         nlp.update(examples, sgd=nlp.create_optimizer())
+    with pytest.raises(SpacyMlmError, match="train the fp32 pipeline|Train .* the fp32 pipeline"):
+        nlp.get_pipe("fill_mask").update([Example.from_dict(nlp.make_doc(TEXTS[2]), {})])
     with pytest.raises(SpacyMlmError, match="already int8"):
         quantize_pipeline(nlp, "bf16")
 
