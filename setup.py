@@ -52,7 +52,10 @@ setup(
         "spacy_cli": ["mlm = spacy_mlm.spacy_cli"],
         # spaCy's registry.layers is thinc's: entry point group "thinc_layers".
         "thinc_layers": ["spacy_mlm.reduce_first.v1 = spacy_mlm.layers:reduce_first"],
-        "spacy_architectures": ["spacy_mlm.TokenClassifier.v1 = spacy_mlm.pipes.tagger_ner:build_token_classifier"],
+        "spacy_architectures": [
+            "spacy_mlm.TokenClassifier.v1 = spacy_mlm.pipes.tagger_ner:build_token_classifier",
+            "spacy_mlm.PrecisionTransformerModel.v1 = spacy_mlm.precision:create_precision_transformer_model",
+        ],
         # trf_similarity's training functions, found by name from a config (configs/similarity.cfg).
         "spacy_span_getters": ["spacy_mlm.pair_spans.v1 = spacy_mlm.pipes.similarity:create_pair_spans"],
         "spacy_readers": ["spacy_mlm.PairCorpus.v1 = spacy_mlm.readers.pairs:create_pair_corpus"],

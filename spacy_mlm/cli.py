@@ -124,6 +124,28 @@ def score_command(model: str, corpus, batch_size: int, max_docs: Optional[int], 
     click.echo(f"pseudo_perplexity: {result['pseudo_perplexity']:.6f}")
 
 
+@cli.command("quantize")
+@click.argument("pipeline")
+@click.argument("output_dir", type=click.Path(file_okay=False))
+@click.option("--dtype", type=click.Choice(["int8", "bf16", "fp16"]), required=True,
+              help="int8: CPU; bf16: CPU (fast with AVX512-BF16/AMX) and GPU; fp16: GPU only.")
+@click.option("--transformer", default="transformer", show_default=True, help="The transformer component.")
+def quantize_command(pipeline: str, output_dir: str, dtype: str, transformer: str) -> None:
+    """Write a copy of the fp32 PIPELINE whose shared transformer runs in DTYPE to OUTPUT_DIR.
+
+    The copy stores the reduced weights (int8: about a third of the fp32 encoder on disk), loads
+    with spacy.load and packages with `spacy package`. It is for inference: train in fp32.
+    """
+    import spacy
+
+    from .precision import quantize_pipeline
+    from .util import safe_to_disk
+
+    quantized = quantize_pipeline(spacy.load(pipeline), dtype, transformer)
+    safe_to_disk(quantized, output_dir)
+    click.echo(f"Saved the {dtype} pipeline to {output_dir}")
+
+
 def _register_commands() -> None:
     # Commands that live beside the code they drive.
     from .convert import convert_command

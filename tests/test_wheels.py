@@ -136,3 +136,27 @@ def test_wheel_init_config_pretrain_and_train(wheel_venv, bert_checkpoint, tmp_p
     assert run([wheel_venv.python, "-c", script], cwd=tmp_path).strip() == (
         f"['transformer', 'ner'] {labels} spacy_mlm.pipes.tagger_ner"
     )
+
+
+def test_quantized_pipeline_wheel_installs_and_loads(wheel_venv, bert_checkpoint, tmp_path):
+    """`spacy-mlm quantize` (the wheel's command) writes an int8 pipeline; `spacy package` makes a
+    wheel of it that installs and loads in the fresh venv, with an int8 encoder."""
+    nlp = nlp_with(bert_checkpoint, "fill_mask")
+    nlp.add_pipe("trf_textcat")
+    nlp.initialize(lambda: cat_examples(nlp))
+    nlp.meta["name"] = "mlm_int8test"
+    nlp.to_disk(tmp_path / "fp32")
+    run([str(wheel_venv.bin / "spacy-mlm"), "quantize", str(tmp_path / "fp32"), str(tmp_path / "int8"),
+         "--dtype", "int8"], cwd=str(tmp_path))
+    (tmp_path / "pkg").mkdir()
+    run([sys.executable, "-m", "spacy", "package", str(tmp_path / "int8"), str(tmp_path / "pkg"),
+         "--build", "wheel", "--force"])
+    (pipeline_wheel,) = (tmp_path / "pkg").glob("*/dist/*.whl")
+    run([wheel_venv.python, "-m", "pip", "install", "-q", "--no-deps", "--no-index", str(pipeline_wheel)])
+    script = (
+        "import spacy\nfrom spacy_mlm.precision import encoder_dtype\n"
+        "nlp = spacy.load('en_mlm_int8test')\n"
+        "doc = nlp('paris is a [MASK] city in france')\n"
+        "print(encoder_dtype(nlp), len(doc._.fill_mask[0]), sorted(doc.cats))\n"
+    )
+    assert run([wheel_venv.python, "-c", script], cwd=str(tmp_path)).split() == ["int8", "5", "['NEG',", "'POS']"]
