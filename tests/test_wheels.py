@@ -88,7 +88,7 @@ def test_wheel_ships_configs_and_entry_points(wheel_venv, tmp_path):
         entry_points.optionxform = str
         entry_points.read_string(next(zf.read(n).decode() for n in names if n.endswith("entry_points.txt")))
     assert sorted(n for n in names if n.startswith("spacy_mlm/configs/")) == [
-        f"spacy_mlm/configs/{kind}.cfg" for kind in ("full", "ner", "pretrain", "textcat")
+        f"spacy_mlm/configs/{kind}.cfg" for kind in ("full", "ner", "pretrain", "similarity", "textcat")
     ]
     sources = {p.relative_to(REPO).as_posix() for p in (REPO / "spacy_mlm").rglob("*") if p.is_file()}
     assert {n for n in names if n.startswith("spacy_mlm/")} == {n for n in sources if "__pycache__" not in n}
