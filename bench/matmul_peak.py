@@ -16,14 +16,7 @@ from pathlib import Path
 import torch
 from common import append_jsonl
 
-
-def cpu_flags() -> set:
-    try:
-        text = Path("/proc/cpuinfo").read_text()
-    except OSError:
-        return set()
-    line = next((line for line in text.splitlines() if line.startswith("flags")), "")
-    return set(line.split(":", 1)[-1].split())
+from spacy_mlm.pretrain.loop import cpu_flags
 
 
 def peak(dtype: torch.dtype, n: int, rounds: int) -> float:

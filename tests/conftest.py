@@ -119,6 +119,17 @@ def bert_checkpoint(checkpoints):
     return checkpoints["bert"]
 
 
+@pytest.fixture(scope="session")
+def no_dropout_checkpoint(tmp_path_factory, tokenizer_dirs):
+    """A tiny BERT without dropout: gradients of two runs are comparable exactly."""
+    from spacy_mlm.pretrain.init_model import init_model
+
+    path = tmp_path_factory.mktemp("nodrop") / "bert"
+    init_model(path, tokenizer_dirs["wordpiece"], arch="bert", size="tiny", initializer_range=0.2,
+               hidden_dropout_prob=0.0, attention_probs_dropout_prob=0.0)
+    return path
+
+
 def make_nlp(checkpoint, *pipes, transformer_config=None):
     import spacy
 

@@ -8,17 +8,8 @@ import torch
 from spacy.training import Example
 
 from spacy_mlm.errors import SpacyMlmError
-from spacy_mlm.pretrain.init_model import init_model
 
 from .test_ner_textcat import NER_DATA, ner_examples
-
-
-@pytest.fixture(scope="module")
-def no_dropout_checkpoint(tmp_path_factory, tokenizer_dirs):
-    path = tmp_path_factory.mktemp("nodrop") / "bert"
-    init_model(path, tokenizer_dirs["wordpiece"], arch="bert", size="tiny", initializer_range=0.2,
-               hidden_dropout_prob=0.0, attention_probs_dropout_prob=0.0)
-    return path
 
 
 def encoder_grad(nlp) -> torch.Tensor:
