@@ -35,7 +35,7 @@ setup(
         "build>=1.0",
     ],
     extras_require={
-        "test": ["pytest>=7", "hypothesis>=6", "ruff", "scipy"],
+        "test": ["pytest>=7", "pytest-xdist>=3", "hypothesis>=6", "ruff", "scipy"],
         "bench": ["accelerate>=0.26", "scipy"],
         "gpu": ["cupy-cuda12x>=12"],
     },

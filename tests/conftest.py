@@ -9,6 +9,9 @@ import pytest
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+if os.environ.get("PYTEST_XDIST_WORKER"):
+    # Two pytest workers share the 2 cores: one math thread each, or they oversubscribe the CPU.
+    os.environ.setdefault("OMP_NUM_THREADS", "1")
 
 WORDS = (
     "the capital of france is paris a city in europe with many people and old buildings "
