@@ -66,6 +66,8 @@ def main(argv: Optional[Sequence[str]] = None) -> List[Dict[str, Any]]:
     parser.add_argument("--set", action="append", metavar="KEY=JSON",
                         help="config override for the NER training, as in eval_tasks.py, e.g. "
                         "'components.ner={\"factory\":\"trf_ner\",\"head_lr_scale\":10}' (repeatable)")
+    parser.add_argument("--skip-before", action="store_true",
+                        help="do not score the base model (already in the JSONL): one piece of a resumable sweep")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--gpu-id", type=int, default=-1)
     parser.add_argument("--out", type=Path, default=None, help="append the results as one JSON line")
@@ -90,9 +92,11 @@ def main(argv: Optional[Sequence[str]] = None) -> List[Dict[str, Any]]:
                         f"masked_tokens{suffix}": acc["masked_tokens"]})
         return out
 
-    before = accuracies(str(args.base_model))
-    print(f"before NER training: {before}", file=sys.stderr)
-    rows = [{"model": "base (before NER)", **before}]
+    rows = []
+    if not args.skip_before:
+        before = accuracies(str(args.base_model))
+        print(f"before NER training: {before}", file=sys.stderr)
+        rows.append({"model": "base (before NER)", **before})
     for rate in (float(r) for r in args.mlm_rates.split(",")):
         with tempfile.TemporaryDirectory() as tmp:
             run_args = argparse.Namespace(**vars(args), mlm_rate=rate, save_dir=tmp, tag=f"mlm{rate}")

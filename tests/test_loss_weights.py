@@ -9,7 +9,7 @@ from spacy.training import Example
 
 from spacy_mlm.errors import SpacyMlmError
 
-from .test_ner_textcat import NER_DATA, ner_examples
+from .test_ner_textcat import CAT_DATA, NER_DATA, ner_examples
 
 
 def encoder_grad(nlp) -> torch.Tensor:
@@ -66,3 +66,54 @@ def test_negative_weights_are_rejected(no_dropout_checkpoint):
         nlp.add_pipe("fill_mask", config={"loss_weight": -1.0})
     with pytest.raises(SpacyMlmError, match="trf_similarity loss_weight must be >= 0"):
         nlp.add_pipe("trf_similarity", config={"loss_weight": -0.5})
+
+
+def share_pipeline(checkpoint, share: float):
+    spacy.util.fix_random_seed(0)  # initialize seeds fill_mask's masking draws from it
+    nlp = spacy.blank("en")
+    nlp.add_pipe("transformer", config={"model": {"name": str(checkpoint)}})
+    nlp.add_pipe("fill_mask", config={"mlm_rate": 0.3, "mlm_share": share})
+    nlp.initialize()
+    return nlp
+
+
+def test_fill_mask_mlm_share_masks_a_seeded_share_of_the_windows(no_dropout_checkpoint):
+    """mlm_share 0.5: half the windows each step, a fresh uniform draw each step, the same draws for
+    the same seed; the loss is the mean over the drawn windows' masked tokens (the full batch's
+    scale, not share times it) and its gradient reaches the encoder."""
+    texts = [t for t, _ in NER_DATA + CAT_DATA]  # 8 docs, one window each
+    nlp, twin = share_pipeline(no_dropout_checkpoint, 0.5), share_pipeline(no_dropout_checkpoint, 0.5)
+    fill_mask = nlp.get_pipe("fill_mask")
+    docs = [nlp.make_doc(t) for t in texts]
+    window_ids = [fill_mask.tokenizer(t)["input_ids"] for t in texts]
+    drawn = []
+    for _ in range(6):
+        batch, twin_batch = fill_mask.masked_batch(docs), twin.get_pipe("fill_mask").masked_batch(docs)
+        assert batch["input_ids"].shape[0] == 4
+        for key in batch:
+            assert torch.equal(batch[key], twin_batch[key])
+        unmasked = [torch.where(labels >= 0, labels, ids)[mask.bool()].tolist()
+                    for ids, labels, mask in zip(batch["input_ids"], batch["labels"], batch["attention_mask"])]
+        drawn.append(frozenset(window_ids.index(row) for row in unmasked))
+    assert len(set(drawn)) > 1 and set().union(*drawn) == set(range(8))
+
+    examples = [Example(d, d) for d in (nlp.make_doc(t) for t in texts)]
+    state = fill_mask._generator.get_state()
+    batch = fill_mask.masked_batch([eg.predicted for eg in examples])
+    predicted = batch["labels"] != -100
+    with torch.no_grad():
+        hidden = fill_mask.upstream_model.transformer(
+            input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).last_hidden_state
+        expected = torch.nn.functional.cross_entropy(fill_mask.tied_head()(hidden[predicted]), batch["labels"][predicted])
+    fill_mask._generator.set_state(state)
+    loss = fill_mask.update(examples, losses={})["fill_mask"]
+    assert loss == pytest.approx(float(expected), rel=1e-5)
+    assert encoder_grad(nlp).abs().sum() > 0
+
+
+def test_fill_mask_mlm_share_one_keeps_every_window(no_dropout_checkpoint):
+    nlp = share_pipeline(no_dropout_checkpoint, 1.0)
+    docs = [nlp.make_doc(t) for t, _ in NER_DATA]
+    assert nlp.get_pipe("fill_mask").masked_batch(docs)["input_ids"].shape[0] == len(docs)
+    with pytest.raises(SpacyMlmError, match=r"mlm_share must be in \(0, 1\], got 0.0.*\[components.fill_mask\] mlm_share"):
+        spacy.blank("en").add_pipe("fill_mask", config={"mlm_share": 0.0})

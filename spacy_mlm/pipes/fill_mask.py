@@ -5,6 +5,9 @@ to the hidden states the `transformer` component already stored in `doc._.trf_da
 During training (`nlp.update`, `spacy train`) it adds an MLM loss on masked copies of the
 training docs through the shared transformer, so head and encoder stay in step while the
 encoder is fine-tuned for other tasks.
+That loss needs a second encoder pass: spacy-transformers tokenizes the docs' text inside its
+model's forward, so masked ids could only enter the shared pass through a swapped tokenizer, and
+every listener head would then train on the masks. `mlm_share` makes the second pass cheaper instead.
 """
 
 from pathlib import Path
@@ -48,6 +51,7 @@ DEFAULT_FILL_MASK_CONFIG = {
     "checkpoint": None,
     "mlm_rate": 0.15,
     "loss_weight": 1.0,
+    "mlm_share": 1.0,
     # Whole words, round(mlm_rate * wordpieces) per window (at least one), as before the maskers were
     # shared with pretraining; now with BERT's 80/10/10 split.
     "masking": {"@misc": "spacy_mlm.SpanMasking.v1", "max_span": 1},
@@ -77,6 +81,7 @@ def make_fill_mask(
     mlm_rate: float,
     masking: Masker,
     loss_weight: float,
+    mlm_share: float,
 ) -> "FillMask":
     """Predict `[MASK]` / `<mask>` tokens with the MLM head of the shared transformer's checkpoint.
 
@@ -89,10 +94,14 @@ def make_fill_mask(
         WholeWordMasking.v1, SpanMasking.v1 with their replace/random split); mlm_rate sets its rate.
     loss_weight (float): multiplies the MLM loss, and so its gradient into the shared encoder,
         against the other heads' losses (0 turns the loss off, as mlm_rate 0 does).
+    mlm_share (float): share of each batch's transformer windows that the MLM loss runs on (at least
+        one window), drawn afresh every step from the training seed; its second encoder pass costs
+        about this share of a full one. 1 masks every window.
     """
     prepare_pipe_process()
     return FillMask(nlp, name, top_k=top_k, targets=targets, upstream=upstream, checkpoint=checkpoint,
-                    mlm_rate=mlm_rate, masking=masking, loss_weight=loss_weight)
+                    mlm_rate=mlm_rate, masking=masking, loss_weight=loss_weight,
+                    mlm_share=mlm_share)
 
 
 class FillMask(TrainablePipe):
@@ -110,6 +119,7 @@ class FillMask(TrainablePipe):
         mlm_rate: float = 0.15,
         masking: Optional[Masker] = None,
         loss_weight: float = 1.0,
+        mlm_share: float = 1.0,
     ) -> None:
         if top_k < 1:
             raise SpacyMlmError(f"fill_mask top_k must be at least 1, got {top_k}: set [components.{name}] top_k = 5.")
@@ -125,6 +135,12 @@ class FillMask(TrainablePipe):
         if loss_weight < 0:
             raise SpacyMlmError(f"fill_mask loss_weight must be >= 0, got {loss_weight}: set [components.{name}] loss_weight.")
         self.loss_weight = loss_weight
+        if not 0.0 < mlm_share <= 1.0:
+            raise SpacyMlmError(
+                f"fill_mask mlm_share must be in (0, 1], got {mlm_share}: set [components.{name}] mlm_share "
+                "(1 masks every window of the batch; mlm_rate 0 turns the MLM loss off)."
+            )
+        self.mlm_share = mlm_share
         self.head: Optional[MaskedLMHead] = None
         self.model: Model = PyTorchWrapper_v2(torch.nn.Identity())
         self.cfg: Dict[str, Any] = {"mask_token": None, "target_ids": None}
@@ -326,8 +342,14 @@ class FillMask(TrainablePipe):
         return losses
 
     def masked_batch(self, docs: List[Doc]) -> Dict[str, torch.Tensor]:
-        """The upstream transformer's windows of the docs, masked by `masking` (the next draw)."""
+        """The upstream transformer's windows of the docs (an `mlm_share` of them, drawn uniformly),
+        masked by `masking` (the next draw). The loss stays a mean over the masked tokens of the
+        windows drawn: an estimate of the full batch's, with the same scale."""
         spans = [span for doc_spans in self.upstream_model.attrs["get_spans"](docs) for span in doc_spans]
+        if self.mlm_share < 1.0:  # at 1 no draw: the masks stay those of every window
+            keep = max(1, round(self.mlm_share * len(spans)))
+            chosen = torch.randperm(len(spans), generator=self._generator)[:keep].sort().values
+            spans = [spans[i] for i in chosen.tolist()]
         return masked_batch(spans, self.tokenizer, self.masking, self._generator)
 
     def get_loss(self, examples: Iterable[Example], scores) -> torch.Tensor:

@@ -1,0 +1,92 @@
+"""What fill_mask training costs: time per training step of transformer + trf_tagger_ner (configs/ner.cfg)
+alone against the same pipeline with fill_mask's MLM loss (mlm_rate 0.15) at several `mlm_share`s.
+
+One pipeline, one optimizer; every step runs each variant on the same batch of WNUT-17 training
+sentences (gold tokens), the variants' order rotating from step to step (A/B/C, B/C/A, ...), so
+slow drifts of the machine hit every variant alike. NER-only = `nlp.update(..., exclude=["fill_mask"])`.
+Medians over the steps after the warm-up, one JSON line per run.
+
+    python bench/bench_joint.py --base-model /tmp/minilm-wiki/final --shares 1.0,0.5,0.25 --steps 50
+
+--base-model: all-MiniLM-L6-v2 with an MLM head (it ships without one, and fill_mask needs one), e.g.
+the output of the `spacy-mlm pretrain` command in BENCHMARKS.md "Joint training" (same encoder, so
+the same cost per step).
+"""
+
+import argparse
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any, Dict, List, Optional, Sequence
+
+import torch
+from common import append_jsonl, data_dir
+from eval_tasks import NER_FILES, REPO, add_fill_mask, gold_tokens_doc, load_docs
+
+
+def build_pipeline(base_model: str, train: List[Any], seed: int) -> Any:
+    """configs/ner.cfg + fill_mask (mlm_rate 0.15), initialized on the training docs."""
+    from spacy import util
+    from spacy.tokens import DocBin
+    from spacy.training.initialize import init_nlp
+
+    with tempfile.TemporaryDirectory() as tmp:
+        DocBin(docs=train).to_disk(f"{tmp}/train.spacy")
+        config = util.load_config(REPO / "configs" / "ner.cfg", interpolate=False)
+        config["paths"].update(train=f"{tmp}/train.spacy", dev=f"{tmp}/train.spacy", base_model=base_model)
+        config["system"]["seed"] = seed
+        add_fill_mask(config, 0.15)
+        return init_nlp(config)
+
+
+def main(argv: Optional[Sequence[str]] = None) -> Dict[str, Any]:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--data-dir", default=None)
+    parser.add_argument("--base-model", required=True, help="HF checkpoint with an MLM head")
+    parser.add_argument("--shares", default="1.0,0.25", help="comma-separated fill_mask mlm_share values")
+    parser.add_argument("--steps", type=int, default=50, help="timed steps per variant, warm-up included")
+    parser.add_argument("--warmup", type=int, default=5)
+    parser.add_argument("--batch-size", type=int, default=16, help="sentences per step")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--out", type=Path, default=REPO / "bench" / "results" / "joint.jsonl")
+    args = parser.parse_args(argv)
+    from spacy.training import Example
+
+    base_model = str(args.base_model)
+    docs = load_docs(data_dir(args.data_dir) / NER_FILES[0], "ner", args.steps * args.batch_size)
+    nlp = build_pipeline(base_model, docs, args.seed)
+    optimizer = nlp.create_optimizer()
+    fill_mask = nlp.get_pipe("fill_mask")
+    examples = [Example(gold_tokens_doc(nlp.vocab, ref), ref) for ref in docs]
+    batches = [examples[i : i + args.batch_size] for i in range(0, len(examples), args.batch_size)]
+    variants = ["ner", *(f"ner+fill_mask share={s}" for s in args.shares.split(","))]
+    times: Dict[str, List[float]] = {v: [] for v in variants}
+    for step, batch in enumerate(batches):
+        for k in range(len(variants)):
+            variant = variants[(step + k) % len(variants)]
+            if variant != "ner":
+                fill_mask.mlm_share = float(variant.split("=")[1])
+            start = time.perf_counter()
+            nlp.update(batch, sgd=optimizer, drop=0.1, losses={}, exclude=["fill_mask"] if variant == "ner" else [])
+            times[variant].append(time.perf_counter() - start)
+        print(f"step {step}: " + ", ".join(f"{v} {times[v][-1]:.3f}s" for v in variants), file=sys.stderr)
+    ner = statistics.median(times["ner"][args.warmup :])
+    results = {}
+    for variant, ts in times.items():
+        median = statistics.median(ts[args.warmup :])
+        results[variant] = {"median_s": round(median, 4), "ratio_to_ner": round(median / ner, 3),
+                            "min_s": round(min(ts[args.warmup :]), 4), "max_s": round(max(ts[args.warmup :]), 4)}
+    row = {"bench": "joint_step_time", "base_model": base_model, "batch_size": args.batch_size,
+           "steps": len(batches), "warmup": args.warmup, "seed": args.seed, "torch_threads": torch.get_num_threads(),
+           "words_per_step": round(sum(len(eg.reference) for eg in examples) / len(batches), 1), "results": results,
+           "command": " ".join(["python", "bench/bench_joint.py", *(argv if argv is not None else sys.argv[1:])])}
+    append_jsonl(args.out, row)
+    for variant, r in results.items():
+        print(f"{variant:28} {r['median_s']:.3f} s/step  {r['ratio_to_ner']:.2f}x")
+    return row
+
+
+if __name__ == "__main__":
+    main()
