@@ -46,7 +46,9 @@ def fill_mask_command(model: str, text: str, top_k: Optional[int]) -> None:
 @click.argument("corpus", nargs=-1, required=True, type=click.Path(exists=True, dir_okay=False))
 @click.argument("output_dir", type=click.Path(file_okay=False))
 @click.option("--vocab-size", type=int, required=True, help="Vocabulary size, special tokens included.")
-@click.option("--kind", type=click.Choice(["wordpiece", "bpe"]), default="wordpiece", show_default=True)
+@click.option("--kind", type=click.Choice(["wordpiece", "bpe", "unigram"]), default="wordpiece", show_default=True,
+              help="wordpiece: BERT, DistilBERT, ELECTRA; bpe (byte-level): RoBERTa, ModernBERT; unigram "
+                   "(SentencePiece-style): XLM-RoBERTa, DeBERTa-v2/v3, ALBERT.")
 @click.option("--lowercase", is_flag=True, help="Lowercase text before tokenizing.")
 def tokenizer_command(corpus, output_dir: str, vocab_size: int, kind: str, lowercase: bool) -> None:
     """Train a tokenizer on CORPUS files (plain text or JSONL) and save it to OUTPUT_DIR."""
@@ -59,8 +61,10 @@ def tokenizer_command(corpus, output_dir: str, vocab_size: int, kind: str, lower
 @cli.command("init-model")
 @click.argument("output_dir", type=click.Path(file_okay=False))
 @click.option("--tokenizer", "tokenizer_dir", required=True, type=click.Path(), help="Tokenizer directory.")
-@click.option("--arch", type=click.Choice(["bert", "roberta", "distilbert", "modernbert"]), default="bert",
-              show_default=True)
+# The names of spacy_mlm.pretrain.init_model.ARCHS, spelled out: importing it here would load `tokenizers`.
+@click.option("--arch", type=click.Choice(["bert", "roberta", "distilbert", "modernbert", "xlm-roberta", "deberta-v2",
+                                           "electra", "albert"]), default="bert", show_default=True,
+              help="deberta-v2 also builds DeBERTa-v3; electra: its generator (the MLM); albert: shared layers.")
 @click.option("--size", type=click.Choice(["tiny", "mini", "small", "base"]), default="tiny", show_default=True)
 @click.option("--max-length", type=int, default=512, show_default=True, help="Maximum sequence length.")
 @click.option("--seed", type=int, default=0, show_default=True)

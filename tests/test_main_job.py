@@ -9,13 +9,13 @@ import subprocess
 import sys
 from pathlib import Path
 
-from .test_wheels import run, wheel_venv  # noqa: F401 (wheel_venv is a fixture)
+from .conftest import run
 
 REPO = Path(__file__).resolve().parent.parent
 OUTPUTS = ("corpus", "models", "training", "metrics", "packages", "project.lock", "*.spacy", "__pycache__")
 
 
-def test_all_workflow_and_its_wheel_load_offline(minilm, wheel_venv, tmp_path):  # noqa: F811
+def test_all_workflow_and_its_wheel_load_offline(minilm, wheel_venv, tmp_path):
     shutil.copytree(REPO / "project", tmp_path / "project", ignore=shutil.ignore_patterns(*OUTPUTS))
     shutil.copytree(REPO / "configs", tmp_path / "configs")
     project = tmp_path / "project"

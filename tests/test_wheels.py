@@ -1,55 +1,24 @@
 """Wheels: the spacy-mlm wheel and a packaged five-pipe pipeline install into a fresh venv and
 load offline; the wheel's commands and entry points work there. The venv sees the test
 environment's dependencies through a .pth file (torch, spaCy, ... are not reinstalled), but
-spacy_mlm and the pipeline come only from the wheels. The spacy-mlm wheel is built once per session."""
+spacy_mlm and the pipeline come only from the wheels. The spacy-mlm wheel is built once per session
+(the wheel_venv fixture, in conftest.py)."""
 
 import configparser
-import shutil
-import site
-import subprocess
 import sys
 import zipfile
 from pathlib import Path
-from types import SimpleNamespace
 
-import pytest
 import spacy
 
+from .conftest import run
 from .pretrain_fixtures import SMALL, sentences, write_lines
 from .test_configs import write_data
 from .test_ner_textcat import NER_DATA, cat_examples, ner_examples, nlp_with
 
 REPO = Path(__file__).resolve().parent.parent
-ENV = {"HF_HUB_OFFLINE": "1", "PATH": "/usr/bin:/bin"}
 FACTORIES = ["fill_mask", "trf_beam_ner", "trf_ner", "trf_similarity", "trf_tagger_ner", "trf_textcat",
              "trf_textcat_multilabel"]
-
-
-def run(cmd, cwd=None):
-    proc = subprocess.run(cmd, capture_output=True, text=True, cwd=cwd, env=ENV, timeout=600)
-    assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-3000:]
-    return proc.stdout
-
-
-@pytest.fixture(scope="session")
-def wheel_venv(tmp_path_factory):
-    """The spacy-mlm wheel, installed (not editable) in a fresh venv."""
-    root = tmp_path_factory.mktemp("wheel")
-    # Built from a copy of the sources: an in-tree build leaves build/ and spacy_mlm.egg-info in
-    # the repo, and setuptools would put files left in build/lib by earlier builds in the wheel.
-    source = root / "source"
-    shutil.copytree(REPO / "spacy_mlm", source / "spacy_mlm", ignore=shutil.ignore_patterns("__pycache__"))
-    for name in ("setup.py", "pyproject.toml", "README.md"):
-        shutil.copy(REPO / name, source / name)
-    run([sys.executable, "-m", "pip", "wheel", "-q", "--no-deps", str(source), "-w", str(root / "wheels")])
-    (wheel,) = (root / "wheels").glob("spacy_mlm-*.whl")
-    venv = root / "venv"
-    run([sys.executable, "-m", "venv", str(venv)])
-    py = str(venv / "bin" / "python")
-    run([py, "-m", "pip", "install", "-q", "--no-deps", "--no-index", str(wheel)])
-    venv_site = run([py, "-c", "import site; print(site.getsitepackages()[0])"]).strip()
-    Path(venv_site, "deps.pth").write_text(site.getsitepackages()[0] + "\n")
-    return SimpleNamespace(wheel=wheel, python=py, bin=venv / "bin", site=venv_site)
 
 
 def test_pipeline_wheel_installs_and_loads_offline(wheel_venv, bert_checkpoint, tmp_path):

@@ -14,7 +14,7 @@ import argparse
 import warnings
 from pathlib import Path
 
-from spacy_mlm.pretrain.init_model import init_model
+from spacy_mlm.pretrain.init_model import ARCH_TOKENIZERS, init_model
 from spacy_mlm.pretrain.tokenizer import iter_corpus_lines, train_tokenizer
 
 MINILM = "sentence-transformers/all-MiniLM-L6-v2"
@@ -46,7 +46,8 @@ def main() -> None:
         parser.error("base_model scratch trains a tokenizer: give --corpus FILE...")
     if args.base_model == "scratch":
         tok_dir = args.output_dir.parent / (args.output_dir.name + "_tokenizer")
-        kind = "bpe" if args.arch == "roberta" else "wordpiece"
+        kinds = ARCH_TOKENIZERS.get(args.arch, ("wordpiece",))  # an unknown --arch: init_model names the valid ones
+        kind = "wordpiece" if "wordpiece" in kinds else kinds[0]
         train_tokenizer(iter_corpus_lines(args.corpus), tok_dir, vocab_size=args.vocab_size, kind=kind)
         init_model(args.output_dir, tok_dir, arch=args.arch, size=args.size, max_length=args.max_length)
         print(f"Random {args.arch}/{args.size} model with a {args.vocab_size}-entry {kind} tokenizer: {args.output_dir}")

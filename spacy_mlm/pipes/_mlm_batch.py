@@ -1,14 +1,13 @@
 """fill_mask's training batch: the transformer's windows of the docs, tokenized and masked by the
 masking functions of pretraining (`spacy_mlm.TokenMasking.v1`, `WholeWordMasking.v1`, `SpanMasking.v1`)."""
 
-import bisect
 from typing import Dict, List
 
 import torch
 from spacy.tokens import Span
 
 from ..pretrain.masking import Masker
-from ..pretrain.packing import WHITESPACE_WORD, collate
+from ..pretrain.packing import WHITESPACE_WORD, collate, piece_word_ids
 
 
 def _word_starts(span: Span, boundaries: str) -> List[int]:
@@ -29,9 +28,8 @@ def masked_batch(spans: List[Span], tokenizer, masker: Masker, generator: torch.
             seqs.append((ids, None))
             continue
         starts = _word_starts(span, masker.word_boundaries)
-        # A piece belongs to the last word starting at or before its first character; ids are
-        # unique in the batch, so a word is masked with all its pieces and no other row's word.
-        words = [word_offset + max(0, bisect.bisect_right(starts, start) - 1) for start, _ in enc["offset_mapping"][row]]
+        # Ids unique in the batch: a word is masked with all its pieces and no other row's word.
+        words = [word_offset + w for w in piece_word_ids(span.text, starts, enc["offset_mapping"][row])]
         word_offset += len(starts) + 1
         seqs.append((ids, words))
     batch = collate(seqs, tokenizer.pad_token_id, sorted(set(tokenizer.all_special_ids)))

@@ -299,7 +299,7 @@ def make_packers(cfg, corpora: Dict[str, Any], tokenizer, masker: Masker, out: P
     if held_out:
         dev_corpus = holdout(train_corpus, C["holdout_every"], keep_heldout=True)
         train_corpus = holdout(train_corpus, C["holdout_every"], keep_heldout=False)
-    pack = dict(word_boundaries=masker.word_boundaries, tokenize_batch=C["tokenize_batch"])
+    pack = dict(word_boundaries=masker.word_boundaries, word_lang=masker.word_lang, tokenize_batch=C["tokenize_batch"])
     cache_dir = (Path(C["cache_dir"]) if C["cache_dir"] else out.parent / ".spacy-mlm-cache") if C["cache"] else None
     corpus_key = json.dumps({"reader": cfg["corpus"]["train"], "holdout_every": C["holdout_every"] if held_out else None},
                             sort_keys=True)

@@ -22,6 +22,8 @@ class Masker:
 
     # None: the masker needs no word ids; else how words are found ("whitespace" or "spacy").
     word_boundaries: Optional[str] = None
+    # With word_boundaries "spacy": the spaCy language whose tokenizer finds the words.
+    word_lang: str = "xx"
 
     def __init__(self, rate: float, replace: float, random: float) -> None:
         if not 0.0 < rate < 1.0:
@@ -72,11 +74,20 @@ class TokenMasker(Masker):
 
 
 class WholeWordMasker(Masker):
-    def __init__(self, rate: float, replace: float, random: float, word_boundaries: str) -> None:
+    def __init__(self, rate: float, replace: float, random: float, word_boundaries: str, lang: str = "xx") -> None:
         super().__init__(rate, replace, random)
         if word_boundaries not in WORD_BOUNDARIES:
             raise SpacyMlmError(f"word_boundaries = {word_boundaries!r}: use one of {', '.join(WORD_BOUNDARIES)}.")
-        self.word_boundaries = word_boundaries
+        import spacy
+
+        try:
+            spacy.util.get_lang_class(lang)
+        except ImportError:
+            raise SpacyMlmError(
+                f"[masking] lang = {lang!r} is not a spaCy language: use a code such as xx (any language written "
+                "with spaces), en, de, zh, ja (see spacy.blank)."
+            ) from None
+        self.word_boundaries, self.word_lang = word_boundaries, lang
 
     def select(self, input_ids, special, word_ids, generator):
         valid = word_ids >= 0
@@ -90,8 +101,8 @@ class WholeWordMasker(Masker):
 class SpanMasker(WholeWordMasker):
     """SpanBERT: spans of whole words with geometric lengths until `rate` of the tokens are masked."""
 
-    def __init__(self, rate, replace, random, word_boundaries, p: float, max_span: int) -> None:
-        super().__init__(rate, replace, random, word_boundaries)
+    def __init__(self, rate, replace, random, word_boundaries, p: float, max_span: int, lang: str = "xx") -> None:
+        super().__init__(rate, replace, random, word_boundaries, lang)
         if not 0 < p < 1 or max_span < 1:
             raise SpacyMlmError(f"[masking] p = {p}, max_span = {max_span}: need 0 < p < 1 and max_span >= 1.")
         self.p, self.max_span = p, max_span
@@ -137,17 +148,20 @@ def token_masking(rate: float = 0.15, replace: float = 0.8, random: float = 0.1)
 
 @registry.misc.register("spacy_mlm.WholeWordMasking.v1")
 def whole_word_masking(
-    rate: float = 0.15, replace: float = 0.8, random: float = 0.1, word_boundaries: str = "spacy"
+    rate: float = 0.15, replace: float = 0.8, random: float = 0.1, word_boundaries: str = "spacy", lang: str = "xx"
 ) -> Masker:
     """Each word (a spaCy token, or a whitespace-separated word) is masked with probability
-    `rate`, all its subword pieces together, whatever the tokenizer (WordPiece, BPE, SentencePiece)."""
-    return WholeWordMasker(rate, replace, random, word_boundaries)
+    `rate`, all its subword pieces together, whatever the tokenizer (WordPiece, BPE, SentencePiece).
+    lang: the spaCy language that splits words (xx: spaces and punctuation; zh, ja, th, ...: text
+    without spaces, which xx leaves as one word)."""
+    return WholeWordMasker(rate, replace, random, word_boundaries, lang)
 
 
 @registry.misc.register("spacy_mlm.SpanMasking.v1")
 def span_masking(
     rate: float = 0.15, replace: float = 0.8, random: float = 0.1, word_boundaries: str = "spacy",
-    p: float = 0.2, max_span: int = 10,
+    p: float = 0.2, max_span: int = 10, lang: str = "xx",
 ) -> Masker:
-    """SpanBERT masking: spans of whole words, lengths ~ Geometric(p) clipped at max_span."""
-    return SpanMasker(rate, replace, random, word_boundaries, p, max_span)
+    """SpanBERT masking: spans of whole words, lengths ~ Geometric(p) clipped at max_span; lang as for
+    spacy_mlm.WholeWordMasking.v1."""
+    return SpanMasker(rate, replace, random, word_boundaries, p, max_span, lang)

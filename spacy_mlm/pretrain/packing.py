@@ -31,6 +31,38 @@ WHITESPACE_WORD = re.compile(r"\S+")
 CACHE_FORMAT = 1  # bump when the layout of the cached arrays changes
 
 
+def piece_word_ids(text: str, word_starts: List[int], offsets: List[Tuple[int, int]]) -> List[int]:
+    """The word of each piece (0, 1, ... in order), from the words' start characters and the pieces' offsets.
+
+    A piece belongs to the word of its first non-space character: SentencePiece's `▁` and byte-level BPE's
+    `Ġ` carry the space before their word in their offsets, and a bare `▁` piece starts the next word.
+    Words that one piece spans (a piece across a spaCy token boundary) become one word, so whole-word
+    masking never masks part of a piece's word.
+    """
+    if not word_starts:
+        return [0] * len(offsets)
+
+    def word_at(char: int) -> int:
+        return max(0, bisect.bisect_right(word_starts, char) - 1)
+
+    merged = list(range(len(word_starts)))  # word -> the first word it is merged into
+    firsts = []
+    for start, end in offsets:
+        piece = text[start:end]
+        content = piece.strip()
+        if content:
+            first = start + len(piece) - len(piece.lstrip())
+            first_word, last_word = word_at(first), word_at(first + len(content) - 1)
+        else:  # whitespace or empty: the start of the next word
+            first_word = last_word = min(bisect.bisect_left(word_starts, end), len(word_starts) - 1)
+        for word in range(first_word + 1, last_word + 1):
+            merged[word] = merged[first_word]
+        firsts.append(first_word)
+    labels = [merged[word] for word in firsts]
+    renumbered = {label: n for n, label in enumerate(sorted(set(labels)))}
+    return [renumbered[label] for label in labels]
+
+
 class Packer:
     def __init__(
         self,
@@ -39,6 +71,7 @@ class Packer:
         seq_length: int,
         *,
         word_boundaries: Optional[str] = None,
+        word_lang: str = "xx",
         tokenize_batch: int = 256,
         shuffle_buffer: int = 0,
         seed: int = 0,
@@ -51,7 +84,7 @@ class Packer:
         if seq_length < 8:
             raise SpacyMlmError(f"[training] seq_length = {seq_length} is too short: use at least 8.")
         self.corpus, self.tokenizer, self.seq_length = corpus, tokenizer, seq_length
-        self.word_boundaries = word_boundaries
+        self.word_boundaries, self.word_lang = word_boundaries, word_lang
         self.tokenize_batch, self.shuffle_buffer, self.seed, self.name = tokenize_batch, shuffle_buffer, seed, name
         self.cls_id = tokenizer.cls_token_id if tokenizer.cls_token_id is not None else tokenizer.bos_token_id
         self.sep_id = tokenizer.sep_token_id if tokenizer.sep_token_id is not None else tokenizer.eos_token_id
@@ -66,7 +99,7 @@ class Packer:
             if self._spacy_tokenizer is None:
                 import spacy
 
-                self._spacy_tokenizer = spacy.blank("xx").tokenizer
+                self._spacy_tokenizer = spacy.blank(self.word_lang).tokenizer
             return [t.idx for t in self._spacy_tokenizer(text) if not t.is_space]
         return [m.start() for m in WHITESPACE_WORD.finditer(text)]
 
@@ -83,10 +116,7 @@ class Packer:
                 if self.word_boundaries is None:
                     yield ids, None
                     continue
-                starts = self._word_starts(batch[i])
-                # A piece belongs to the last word starting at or before its first character.
-                words = [max(0, bisect.bisect_right(starts, start) - 1) for start, _ in enc["offset_mapping"][i]]
-                yield ids, words
+                yield ids, piece_word_ids(batch[i], self._word_starts(batch[i]), enc["offset_mapping"][i])
 
         for text in self.corpus():
             batch.append(text)
@@ -145,6 +175,7 @@ class Packer:
             "corpus": self.corpus_key,
             "tokenizer": tokenizer,
             "seq_length": self.seq_length, "word_boundaries": self.word_boundaries,
+            "word_lang": self.word_lang,
             "cls": self.cls_id, "sep": self.sep_id,
         }
         digest = hashlib.sha256(json.dumps(key, sort_keys=True).encode("utf8")).hexdigest()[:24]

@@ -4,14 +4,16 @@ from functools import partial
 from pathlib import Path
 from typing import Iterable, Iterator, List, Union
 
-from tokenizers import Tokenizer, decoders, models, normalizers, pre_tokenizers, processors, trainers
+from tokenizers import Regex, Tokenizer, decoders, models, normalizers, pre_tokenizers, processors, trainers
 
 from ..errors import SpacyMlmError
 from .corpus import corpus_of, read_file
 
 WORDPIECE_SPECIALS = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"]
 BPE_SPECIALS = ["<s>", "<pad>", "</s>", "<unk>", "<mask>"]
-TOKENIZER_KINDS = ("wordpiece", "bpe")
+# XLM-R's special tokens and ids; init-model hands the same strings to DeBERTa-v2's and ALBERT's classes.
+UNIGRAM_SPECIALS = BPE_SPECIALS
+TOKENIZER_KINDS = ("wordpiece", "bpe", "unigram")
 
 
 def iter_corpus_lines(paths: Iterable[Union[str, Path]]) -> Iterator[str]:
@@ -30,11 +32,13 @@ def train_tokenizer(
     lowercase: bool = False,
     model_max_length: int = 512,
 ):
-    """Train a WordPiece (BERT-style) or byte-level BPE (RoBERTa-style) tokenizer.
+    """Train a WordPiece (BERT-style), byte-level BPE (RoBERTa-style) or Unigram (SentencePiece-style:
+    `▁` starts a word; XLM-R, DeBERTa-v2/v3, ALBERT) tokenizer. The Unigram one is saved as tokenizer.json
+    only (no sentencepiece .model file): the fast classes load it without the sentencepiece package.
 
     RETURNS (PreTrainedTokenizerFast): the tokenizer, also saved to output_dir.
     """
-    from transformers import BertTokenizerFast, RobertaTokenizerFast
+    from transformers import BertTokenizerFast, RobertaTokenizerFast, XLMRobertaTokenizerFast
 
     if kind not in TOKENIZER_KINDS:
         raise SpacyMlmError(f"Unknown tokenizer kind {kind!r}: use one of {', '.join(TOKENIZER_KINDS)}.")
@@ -46,6 +50,16 @@ def train_tokenizer(
         tok.pre_tokenizer = pre_tokenizers.BertPreTokenizer()
         trainer = trainers.WordPieceTrainer(vocab_size=vocab_size, special_tokens=WORDPIECE_SPECIALS)
         tok.decoder = decoders.WordPiece()
+    elif kind == "unigram":
+        tok = Tokenizer(models.Unigram())
+        # SentencePiece's defaults: NFKC, runs of spaces collapsed, a `▁` before every word.
+        steps = [normalizers.NFKC(), normalizers.Replace(Regex(" {2,}"), " ")]
+        tok.normalizer = normalizers.Sequence(steps + [normalizers.Lowercase()] if lowercase else steps)
+        tok.pre_tokenizer = pre_tokenizers.Metaspace(replacement="▁", prepend_scheme="always")
+        trainer = trainers.UnigramTrainer(
+            vocab_size=vocab_size, special_tokens=UNIGRAM_SPECIALS, unk_token="<unk>", shrinking_factor=0.75
+        )
+        tok.decoder = decoders.Metaspace(replacement="▁", prepend_scheme="always")
     else:
         tok = Tokenizer(models.BPE())
         if lowercase:
@@ -78,6 +92,13 @@ def train_tokenizer(
         hf_tok = BertTokenizerFast(
             tokenizer_object=tok, do_lower_case=lowercase, model_max_length=model_max_length
         )
+    elif kind == "unigram":
+        tok.post_processor = processors.TemplateProcessing(
+            single="<s> $A </s>",
+            pair="<s> $A </s> </s> $B </s>",
+            special_tokens=[("<s>", tok.token_to_id("<s>")), ("</s>", tok.token_to_id("</s>"))],
+        )
+        hf_tok = XLMRobertaTokenizerFast(tokenizer_object=tok, model_max_length=model_max_length)
     else:
         tok.post_processor = processors.RobertaProcessing(
             ("</s>", tok.token_to_id("</s>")), ("<s>", tok.token_to_id("<s>")), add_prefix_space=False
