@@ -35,7 +35,8 @@ setup(
         "build>=1.0",
     ],
     extras_require={
-        "test": ["pytest>=7", "hypothesis>=6", "ruff", "scipy"],
+        # jieba: spaCy's Chinese word segmenter, for the language tests (tests/test_languages.py).
+        "test": ["pytest>=7", "hypothesis>=6", "ruff", "scipy", "jieba>=0.42"],
         "bench": ["accelerate>=0.26", "scipy"],
         "gpu": ["cupy-cuda12x>=12"],
     },
