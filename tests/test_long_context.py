@@ -187,3 +187,19 @@ def test_span_getter_errors_name_the_fix(modernbert_8k):
     too_long = long_nlp(modernbert_8k, {**LONG_SPANS, "get_spans": {**LONG_SPANS["get_spans"], "window": 9000}})
     with pytest.raises(SpacyMlmError, match="exceeds the tokenizer's model_max_length"):
         too_long.initialize(lambda: example)
+
+
+def test_init_config_windows_model_max(tmp_path):
+    from click.testing import CliRunner
+    from thinc.api import Config
+
+    from spacy_mlm.cli import cli
+
+    out = tmp_path / "ner.cfg"
+    result = CliRunner().invoke(cli, ["init-config", "ner", str(out), "--windows", "model-max"])
+    assert result.exit_code == 0, result.output
+    model = Config().from_disk(out, interpolate=False)["components"]["transformer"]["model"]
+    assert model["@architectures"] == "spacy_mlm.TransformerModel.v1"
+    assert model["get_spans"] == {"@span_getters": "spacy_mlm.model_max_spans.v1", "window": None, "overlap": 0.25}
+    result = CliRunner().invoke(cli, ["init-config", "similarity", str(out), "--windows", "model-max"])
+    assert isinstance(result.exception, SpacyMlmError) and "pair_spans" in str(result.exception)
