@@ -27,15 +27,15 @@ def target_ids(tokenizer, targets: List[str], pipe_name: str) -> List[int]:
     return ids
 
 
-def mask_starts(doc, mask: Optional[str]) -> List[int]:
-    """Index of the first token of every mask in the doc. A mask is usually one token (fill_mask
-    adds it as a special case to spaCy's rule-based tokenizer), but tokenizers without special
-    cases (spaCy's Chinese, Japanese, Korean, Thai, ...) split '<mask>' into '<', 'mask', '>':
-    such a run of tokens covering exactly the mask string is one mask too."""
+def mask_starts(doc, mask: Optional[str], split_masks: bool) -> List[int]:
+    """Index of the first token of every mask in the doc. With spaCy's rule-based tokenizer a mask
+    is one token (fill_mask adds it as a special case; a glued '[MASK]x' is no mask). Tokenizers
+    without special cases (spaCy's Chinese, Japanese, Korean, Thai, ...) split '<mask>' into '<',
+    'mask', '>': with `split_masks`, a run of tokens covering exactly the mask string is one mask."""
     if not mask:
         return []
     starts = [token.i for token in doc if token.text == mask]
-    if starts or mask not in doc.text:
+    if not split_masks or starts or mask not in doc.text:
         return starts
     text, found = doc.text, []
     at = text.find(mask)

@@ -224,7 +224,7 @@ class FillMask(TrainablePipe):
         positions: List[Tuple[int, int]] = []  # (doc index, token index) per mask token
         rows = []  # hidden state of each mask token's best wordpiece, or None
         for d, doc in enumerate(docs):
-            starts = mask_starts(doc, self.mask_token)
+            starts = mask_starts(doc, self.mask_token, split_masks=not hasattr(self.nlp.tokenizer, "add_special_case"))
             if not starts:
                 continue
             trf_data = require_trf_data(doc, self.name, self.upstream)
