@@ -35,7 +35,8 @@ setup(
         "build>=1.0",
     ],
     extras_require={
-        "test": ["pytest>=7", "pytest-xdist>=3", "hypothesis>=6", "ruff", "scipy"],
+        # jieba: spaCy's Chinese word segmenter, for the language tests (tests/test_languages.py).
+        "test": ["pytest>=7", "pytest-xdist>=3", "hypothesis>=6", "ruff", "scipy", "jieba>=0.42"],
         "bench": ["accelerate>=0.26", "scipy"],
         "gpu": ["cupy-cuda12x>=12"],
     },
@@ -55,9 +56,13 @@ setup(
         "spacy_architectures": [
             "spacy_mlm.TokenClassifier.v1 = spacy_mlm.pipes.tagger_ner:build_token_classifier",
             "spacy_mlm.PrecisionTransformerModel.v1 = spacy_mlm.precision:create_precision_transformer_model",
+            "spacy_mlm.TransformerModel.v1 = spacy_mlm.spans:create_transformer_model",
         ],
         # trf_similarity's training functions, found by name from a config (configs/similarity.cfg).
-        "spacy_span_getters": ["spacy_mlm.pair_spans.v1 = spacy_mlm.pipes.similarity:create_pair_spans"],
+        "spacy_span_getters": [
+            "spacy_mlm.pair_spans.v1 = spacy_mlm.pipes.similarity:create_pair_spans",
+            "spacy_mlm.model_max_spans.v1 = spacy_mlm.spans:create_model_max_spans",
+        ],
         "spacy_readers": ["spacy_mlm.PairCorpus.v1 = spacy_mlm.readers.pairs:create_pair_corpus"],
         "spacy_scorers": ["spacy_mlm.similarity_scorer.v1 = spacy_mlm.pipes.similarity:make_similarity_scorer"],
         "spacy_misc": [

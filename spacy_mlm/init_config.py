@@ -16,6 +16,9 @@ import click
 from .errors import SpacyMlmError
 
 CONFIG_KINDS = ("pretrain", "ner", "textcat", "full", "similarity")
+# --windows: how the transformer cuts docs into windows. `strided`: the shipped configs' 128
+# spaCy tokens, stride 96. `model-max`: as many wordpieces as the checkpoint takes (spacy_mlm/spans.py).
+WINDOWS = ("strided", "model-max")
 # Stands in for a missing --base-model while spaCy builds the pipeline to fill the config
 # (spacy-transformers requires a name there); the written config keeps `base_model = null`.
 _PLACEHOLDER_MODEL = "BASE_MODEL"
@@ -28,18 +31,25 @@ def default_config_text(kind: str) -> str:
     return files("spacy_mlm").joinpath("configs", f"{kind}.cfg").read_text(encoding="utf8")
 
 
-def fill_config(kind: str, *, base_model: Optional[str] = None, gpu: bool = False):
+def fill_config(kind: str, *, base_model: Optional[str] = None, gpu: bool = False, windows: str = "strided"):
     """The complete config of KIND (a thinc Config, variables like ${paths.train} kept).
 
     base_model: sets [paths] base_model. gpu: pretraining runs on GPU 0 ([system] gpu_id = 0);
     spaCy training configs train the transformer in mixed precision (spacy-transformers'
     `mixed_precision`, GPU only; the device itself is `spacy train --gpu-id`).
+    windows: "model-max" sets the transformer's span getter to spacy_mlm.model_max_spans.v1
+    (windows of the checkpoint's model_max_length wordpieces, e.g. 8,192 for ModernBERT).
     """
     from thinc.api import Config
 
+    if windows not in WINDOWS:
+        raise SpacyMlmError(f"Unknown --windows {windows!r}: use one of {', '.join(WINDOWS)}.")
     config = Config().from_str(default_config_text(kind), interpolate=False)
     config["paths"]["base_model"] = base_model
     if kind == "pretrain":
+        if windows != "strided":
+            raise SpacyMlmError("--windows is for the spaCy training configs: pretraining sets its sequence length "
+                                "with [corpus] max_length.")
         from .pretrain.config import check_keys
         from .registry import registry
 
@@ -53,11 +63,25 @@ def fill_config(kind: str, *, base_model: Optional[str] = None, gpu: bool = Fals
 
     if gpu:
         config["components"]["transformer"]["model"]["mixed_precision"] = True
+    if windows == "model-max":
+        use_model_max_windows(config, kind)
     config["paths"]["base_model"] = base_model or _PLACEHOLDER_MODEL
     nlp = spacy.util.load_model_from_config(config, auto_fill=True, validate=False)
     filled = spacy.util.load_model_from_config(nlp.config).config  # validate what was filled
     filled["paths"]["base_model"] = base_model
     return filled
+
+
+def use_model_max_windows(config, kind: str) -> None:
+    """The transformer of a training config encodes windows of the checkpoint's maximum length."""
+    from .spans import ARCHITECTURE, SPAN_GETTER
+
+    if kind == "similarity":
+        raise SpacyMlmError("--windows model-max: the similarity config encodes sentence pairs with "
+                            "spacy_mlm.pair_spans.v1 (pairs are short); keep the default --windows strided.")
+    model = config["components"]["transformer"]["model"]
+    model["@architectures"] = ARCHITECTURE
+    model["get_spans"] = {"@span_getters": SPAN_GETTER, "window": None, "overlap": 0.25}
 
 
 @click.command("init-config")
@@ -66,7 +90,10 @@ def fill_config(kind: str, *, base_model: Optional[str] = None, gpu: bool = Fals
 @click.option("--base-model", default=None, help="HF checkpoint dir or hub name: [paths] base_model.")
 @click.option("--gpu", is_flag=True,
               help="pretrain: [system] gpu_id = 0; ner/textcat/full/similarity: the transformer trains in mixed precision.")
-def init_config_command(kind: str, output_file: str, base_model: Optional[str], gpu: bool) -> None:
+@click.option("--windows", type=click.Choice(WINDOWS), default="strided", show_default=True,
+              help="ner/textcat/full: model-max encodes windows of up to the checkpoint's model_max_length wordpieces "
+                   "(8,192 for ModernBERT) instead of 128 spaCy tokens.")
+def init_config_command(kind: str, output_file: str, base_model: Optional[str], gpu: bool, windows: str) -> None:
     """Write a complete KIND config to OUTPUT_FILE ('-': stdout).
 
     \b
@@ -75,7 +102,7 @@ def init_config_command(kind: str, output_file: str, base_model: Optional[str], 
     """
     from .util import atomic_write_text, disk_writes
 
-    text = fill_config(kind, base_model=base_model, gpu=gpu).to_str()
+    text = fill_config(kind, base_model=base_model, gpu=gpu, windows=windows).to_str()
     if output_file == "-":
         sys.stdout.write(text)
         return

@@ -33,6 +33,8 @@ from thinc.api import Model, get_torch_default_device
 from transformers import AutoModel
 
 from .errors import SpacyMlmError
+from .spans import ARCHITECTURE as SPANS_ARCHITECTURE
+from .spans import bind_span_getter
 
 DTYPES = ("fp32", "int8", "bf16", "fp16")
 REDUCED = DTYPES[1:]
@@ -230,6 +232,7 @@ def create_precision_transformer_model(
     if dtype != "fp32":
         model.attrs["set_transformer"] = _set_transformer(dtype)
     model.attrs["dtype"] = dtype
+    bind_span_getter(model)
     return model
 
 
@@ -253,10 +256,11 @@ def quantize_pipeline(nlp, dtype: str, transformer: str = "transformer"):
     config = nlp.config.copy()
     model_cfg = config["components"][transformer]["model"]
     if not str(model_cfg.get("@architectures", "")).startswith(("spacy-transformers.TransformerModel.",
-                                                                 "spacy_mlm.PrecisionTransformerModel.")):
+                                                                 "spacy_mlm.PrecisionTransformerModel.",
+                                                                 SPANS_ARCHITECTURE)):
         raise SpacyMlmError(
             f"[components.{transformer}.model] uses {model_cfg.get('@architectures')!r}; quantize supports "
-            "spacy-transformers.TransformerModel.v1-v3 and spacy_mlm.PrecisionTransformerModel.v1."
+            f"spacy-transformers.TransformerModel.v1-v3, {SPANS_ARCHITECTURE} and spacy_mlm.PrecisionTransformerModel.v1."
         )
     model_cfg["@architectures"] = ARCHITECTURE
     model_cfg["dtype"] = dtype

@@ -27,6 +27,26 @@ def target_ids(tokenizer, targets: List[str], pipe_name: str) -> List[int]:
     return ids
 
 
+def mask_starts(doc, mask: Optional[str], split_masks: bool) -> List[int]:
+    """Index of the first token of every mask in the doc. With spaCy's rule-based tokenizer a mask
+    is one token (fill_mask adds it as a special case; a glued '[MASK]x' is no mask). Tokenizers
+    without special cases (spaCy's Chinese, Japanese, Korean, Thai, ...) split '<mask>' into '<',
+    'mask', '>': with `split_masks`, a run of tokens covering exactly the mask string is one mask."""
+    if not mask:
+        return []
+    starts = [token.i for token in doc if token.text == mask]
+    if not split_masks or starts or mask not in doc.text:
+        return starts
+    text, found = doc.text, []
+    at = text.find(mask)
+    while at != -1:
+        span = doc.char_span(at, at + len(mask))
+        if span is not None:
+            found.append(span.start)
+        at = text.find(mask, at + len(mask))
+    return found
+
+
 def mask_hidden_state(trf_data, token_i: int, mask_id: Optional[int]):
     """Hidden state of the mask wordpiece in the window where the mask is best centred, or None
     when the mask fell outside every window."""

@@ -35,7 +35,7 @@ from ..errors import SpacyMlmError
 from ..mlm import MaskedLMHead
 from ..pretrain.masking import IGNORE_INDEX, Masker, span_masking
 from ..util import IN_PLACE_HINT, atomic_write_bytes, disk_writes
-from ._fill_mask_lookup import mask_hidden_state, target_ids
+from ._fill_mask_lookup import mask_hidden_state, mask_starts, target_ids
 from ._fill_mask_parts import from_parts, read_parts, to_parts, unpack_parts
 from ._mlm_batch import masked_batch
 from ._runtime import prepare_pipe_process
@@ -240,13 +240,13 @@ class FillMask(TrainablePipe):
         positions: List[Tuple[int, int]] = []  # (doc index, token index) per mask token
         rows = []  # hidden state of each mask token's best wordpiece, or None
         for d, doc in enumerate(docs):
-            if self.mask_token is None or not any(t.text == self.mask_token for t in doc):
+            starts = mask_starts(doc, self.mask_token, split_masks=not hasattr(self.nlp.tokenizer, "add_special_case"))
+            if not starts:
                 continue
             trf_data = require_trf_data(doc, self.name, self.upstream)
-            for token in doc:
-                if token.text == self.mask_token:
-                    positions.append((d, token.i))
-                    rows.append(mask_hidden_state(trf_data, token.i, self._mask_id))
+            for token_i in starts:
+                positions.append((d, token_i))
+                rows.append(mask_hidden_state(trf_data, token_i, self._mask_id))
         found = [r for r in rows if r is not None]
         ids = scores = None
         if found:
@@ -296,9 +296,8 @@ class FillMask(TrainablePipe):
             self._token_str_cache[id_] = self.tokenizer.decode([id_])
         return self._token_str_cache[id_]
 
-    @staticmethod
-    def _fill(text: str, token, token_str: str) -> str:
-        return text[: token.idx] + token_str.strip() + text[token.idx + len(token.text) :]
+    def _fill(self, text: str, token, token_str: str) -> str:
+        return text[: token.idx] + token_str.strip() + text[token.idx + len(self.mask_token) :]
 
     # -- training -------------------------------------------------------------
     def update(
