@@ -18,7 +18,10 @@ from .errors import SpacyMlmError
 CONFIG_KINDS = ("pretrain", "ner", "textcat", "full", "similarity")
 # --windows: how the transformer cuts docs into windows. `strided`: the shipped configs' 128
 # spaCy tokens, stride 96. `model-max`: as many wordpieces as the checkpoint takes (spacy_mlm/spans.py).
-WINDOWS = ("strided", "model-max")
+# `auto`: model-max for a long-context checkpoint (ModernBERT: 8,192 positions), else strided.
+WINDOWS = ("auto", "strided", "model-max")
+# More positions than this make a checkpoint long-context: BERT-style models have 512 (RoBERTa 514).
+LONG_CONTEXT_POSITIONS = 1024
 # Stands in for a missing --base-model while spaCy builds the pipeline to fill the config
 # (spacy-transformers requires a name there); the written config keeps `base_model = null`.
 _PLACEHOLDER_MODEL = "BASE_MODEL"
@@ -31,19 +34,48 @@ def default_config_text(kind: str) -> str:
     return files("spacy_mlm").joinpath("configs", f"{kind}.cfg").read_text(encoding="utf8")
 
 
-def fill_config(kind: str, *, base_model: Optional[str] = None, gpu: bool = False, windows: str = "strided"):
+def max_positions(base_model: str) -> Optional[int]:
+    """The checkpoint's max_position_embeddings (local dir or hub name); None if it cannot be read."""
+    from pathlib import Path
+
+    import srsly
+
+    config_file = Path(base_model) / "config.json"
+    if config_file.is_file():
+        return srsly.read_json(config_file).get("max_position_embeddings")
+    try:
+        from transformers import AutoConfig
+
+        return getattr(AutoConfig.from_pretrained(base_model), "max_position_embeddings", None)
+    except (OSError, ValueError):  # offline, unknown name: the caller falls back to strided windows
+        return None
+
+
+def resolve_windows(windows: str, kind: str, base_model: Optional[str]) -> str:
+    """`auto`: model-max for a long-context base model of a ner/textcat/full config, else strided."""
+    if windows != "auto":
+        return windows
+    if kind in ("pretrain", "similarity") or not base_model:
+        return "strided"
+    positions = max_positions(base_model)
+    return "model-max" if positions is not None and positions > LONG_CONTEXT_POSITIONS else "strided"
+
+
+def fill_config(kind: str, *, base_model: Optional[str] = None, gpu: bool = False, windows: str = "auto"):
     """The complete config of KIND (a thinc Config, variables like ${paths.train} kept).
 
     base_model: sets [paths] base_model. gpu: pretraining runs on GPU 0 ([system] gpu_id = 0);
     spaCy training configs train the transformer in mixed precision (spacy-transformers'
     `mixed_precision`, GPU only; the device itself is `spacy train --gpu-id`).
     windows: "model-max" sets the transformer's span getter to spacy_mlm.model_max_spans.v1
-    (windows of the checkpoint's model_max_length wordpieces, e.g. 8,192 for ModernBERT).
+    (windows of the checkpoint's model_max_length wordpieces, e.g. 8,192 for ModernBERT); "auto"
+    does so where base_model has more than LONG_CONTEXT_POSITIONS positions, else "strided".
     """
     from thinc.api import Config
 
     if windows not in WINDOWS:
         raise SpacyMlmError(f"Unknown --windows {windows!r}: use one of {', '.join(WINDOWS)}.")
+    windows = resolve_windows(windows, kind, base_model)
     config = Config().from_str(default_config_text(kind), interpolate=False)
     config["paths"]["base_model"] = base_model
     if kind == "pretrain":
@@ -90,9 +122,10 @@ def use_model_max_windows(config, kind: str) -> None:
 @click.option("--base-model", default=None, help="HF checkpoint dir or hub name: [paths] base_model.")
 @click.option("--gpu", is_flag=True,
               help="pretrain: [system] gpu_id = 0; ner/textcat/full/similarity: the transformer trains in mixed precision.")
-@click.option("--windows", type=click.Choice(WINDOWS), default="strided", show_default=True,
+@click.option("--windows", type=click.Choice(WINDOWS), default="auto", show_default=True,
               help="ner/textcat/full: model-max encodes windows of up to the checkpoint's model_max_length wordpieces "
-                   "(8,192 for ModernBERT) instead of 128 spaCy tokens.")
+                   "(8,192 for ModernBERT) instead of 128 spaCy tokens (strided); auto: model-max for a "
+                   f"--base-model with more than {LONG_CONTEXT_POSITIONS} positions.")
 def init_config_command(kind: str, output_file: str, base_model: Optional[str], gpu: bool, windows: str) -> None:
     """Write a complete KIND config to OUTPUT_FILE ('-': stdout).
 

@@ -203,3 +203,20 @@ def test_init_config_windows_model_max(tmp_path):
     assert model["get_spans"] == {"@span_getters": "spacy_mlm.model_max_spans.v1", "window": None, "overlap": 0.25}
     result = CliRunner().invoke(cli, ["init-config", "similarity", str(out), "--windows", "model-max"])
     assert isinstance(result.exception, SpacyMlmError) and "pair_spans" in str(result.exception)
+
+
+def test_init_config_windows_auto_follows_the_checkpoint(tmp_path, modernbert_8k, bert_checkpoint):
+    """The default --windows auto: model-max for the 8,192-position ModernBERT, strided for a 512-position BERT."""
+    from click.testing import CliRunner
+    from thinc.api import Config
+
+    from spacy_mlm.cli import cli
+
+    getters = {}
+    for name, checkpoint in (("modernbert", modernbert_8k), ("bert", bert_checkpoint)):
+        out = tmp_path / f"{name}.cfg"
+        result = CliRunner().invoke(cli, ["init-config", "ner", str(out), "--base-model", str(checkpoint)])
+        assert result.exit_code == 0, result.output
+        getters[name] = Config().from_disk(out, interpolate=False)["components"]["transformer"]["model"]["get_spans"]
+    assert getters["modernbert"]["@span_getters"] == "spacy_mlm.model_max_spans.v1"
+    assert getters["bert"]["@span_getters"] == "spacy-transformers.strided_spans.v1"
