@@ -68,6 +68,18 @@ def accuracy(pred_cats: Sequence[Dict[str, float]], refs: Sequence[Any]) -> Dict
     return {"accuracy": hits / len(refs)}
 
 
+def score_and_save(task: str, preds: Sequence[Any], dev: Sequence[Any], path: Optional[Path]) -> Dict[str, float]:
+    """Score dev predictions (docs for NER, cats dicts for textcat) the same way for both systems;
+    with a path, also write them, one JSON line per dev doc, for paired comparisons later."""
+    if path is not None:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        with path.open("w", encoding="utf8") as out:
+            for pred in preds:
+                row = {"ents": [[e.start, e.end, e.label_] for e in pred.ents]} if task == "ner" else {"cats": pred}
+                out.write(json.dumps(row) + "\n")
+    return ner_scores(preds, dev) if task == "ner" else accuracy(preds, dev)
+
+
 def n_words(docs: Sequence[Any]) -> int:
     return sum(len(d) for d in docs)
 
@@ -118,7 +130,7 @@ def run_spacy(task: str, train: List[Any], dev: List[Any], args: argparse.Namesp
     if args.save_dir:
         nlp.to_disk(Path(args.save_dir) / f"{task}-{args.tag}")
     preds = list(nlp.pipe(gold_tokens_doc(nlp.vocab, r) for r in dev))
-    scores = ner_scores(preds, dev) if task == "ner" else accuracy([p.cats for p in preds], dev)
+    scores = score_and_save(task, preds if task == "ner" else [p.cats for p in preds], dev, getattr(args, "predictions", None))
     return {"seconds": seconds, "words_per_s": n_words(train) * args.epochs / seconds, "steps": total, **scores}
 
 
@@ -154,7 +166,7 @@ def run_hf(task: str, train: List[Any], dev: List[Any], args: argparse.Namespace
         seconds = time.perf_counter() - start
     model.eval()
     vocab = spacy.blank("en").vocab
-    scores = predict(model, tokenizer, dev, vocab)
+    scores = score_and_save(task, predict(model, tokenizer, dev, vocab), dev, getattr(args, "predictions", None))
     return {"seconds": seconds, "words_per_s": n_words(train) * args.epochs / seconds, "steps": total, **scores}
 
 
@@ -185,7 +197,7 @@ def hf_ner_data(tokenizer: Any, train: List[Any], args: argparse.Namespace):
     )
 
     @torch.no_grad()
-    def predict(model: Any, tokenizer: Any, dev: List[Any], vocab: Any) -> Dict[str, float]:
+    def predict(model: Any, tokenizer: Any, dev: List[Any], vocab: Any) -> List[Any]:
         from spacy.tokens import Doc
 
         preds = []
@@ -202,7 +214,7 @@ def hf_ner_data(tokenizer: Any, train: List[Any], args: argparse.Namespace):
                     prev = word_id
                 words = [t.text for t in doc]
                 preds.append(Doc(vocab, words=words, spaces=[bool(t.whitespace_) for t in doc], ents=iob_to_iob2(word_tags)))
-        return ner_scores(preds, dev)
+        return preds
 
     return model, [encode(d) for d in train], DataCollatorForTokenClassification(tokenizer), predict
 
@@ -222,14 +234,14 @@ def hf_textcat_data(tokenizer: Any, train: List[Any], args: argparse.Namespace):
         rows.append(row)
 
     @torch.no_grad()
-    def predict(model: Any, tokenizer: Any, dev: List[Any], vocab: Any) -> Dict[str, float]:
+    def predict(model: Any, tokenizer: Any, dev: List[Any], vocab: Any) -> List[Dict[str, float]]:
         cats = []
         for i in range(0, len(dev), 64):
             inputs = tokenizer([d.text for d in dev[i : i + 64]], truncation=True, max_length=args.max_length,
                                padding=True, return_tensors="pt")
             for probs in model(**inputs).logits.softmax(-1).tolist():
                 cats.append(dict(zip(labels, probs)))
-        return accuracy(cats, dev)
+        return cats
 
     return model, rows, DataCollatorWithPadding(tokenizer), predict
 

@@ -41,12 +41,13 @@ def read_rows(path: Path) -> List[Dict[str, Any]]:
     return [json.loads(line) for line in path.read_text(encoding="utf8").splitlines() if line.strip()] if path.is_file() else []
 
 
-def run_one(task: str, system: str, setting: Dict[str, float], seed: int, train, dev, args) -> Dict[str, Any]:
+def run_one(task: str, system: str, setting: Dict[str, float], seed: int, train, dev, args,
+            predictions: Optional[Path] = None) -> Dict[str, Any]:
     overrides = [f"components.{PIPE[task]}.head_lr_scale={setting['head_lr_scale']}"] if "head_lr_scale" in setting else []
     run_args = argparse.Namespace(
         base_model=args.base_model, epochs=args.epochs, lr=setting["lr"], batch_size=args.batch_size,
         warmup_ratio=0.1, max_length=128, mlm_rate=None, set=overrides, seed=seed, gpu_id=args.gpu_id,
-        save_dir=None, tag="protocol",
+        save_dir=None, tag="protocol", predictions=predictions,
     )
     return (run_hf if system == "hf" else run_spacy)(task, train, dev, run_args)
 
@@ -65,7 +66,13 @@ def sweep(task: str, args: argparse.Namespace) -> None:
         if run_key(row) in done:
             return next(r for r in read_rows(args.out) if run_key(r) == run_key(row))
         print(f"== {task} {system} {phase} {setting} seed {seed}", file=sys.stderr, flush=True)
-        row["result"] = run_one(task, system, setting, seed, fit, score, args)
+        # The predictions on the scored split, one JSON line per doc, for paired comparisons.
+        name = "-".join([task, system, phase, *(f"{k}{v:g}" for k, v in sorted(setting.items())), f"seed{seed}"])
+        if args.max_train or args.max_dev:
+            name += f"-smoke{args.max_train}x{args.max_dev}"
+        predictions = args.out.parent / f"{args.out.stem}_predictions" / f"{name}.jsonl"
+        row["predictions"] = str(predictions.relative_to(args.out.parent))
+        row["result"] = run_one(task, system, setting, seed, fit, score, args, predictions)
         append_jsonl(args.out, row)
         return row
 
