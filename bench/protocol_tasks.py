@@ -5,7 +5,9 @@
    trained on the first 90% of the training set and scored on the last 10% ("tune" split).
    The dev set is never used to choose.
 2. Evaluation: each system's best setting is trained on the full training set with seeds
-   1, 2, 3 and scored on the dev set; the table reports mean ± std (sample std) and the range.
+   1, 2, 3 and scored on the dev set; the table reports mean ± std (sample std) and the range,
+   and a paired bootstrap over dev docs of the difference of the two systems' seed means (each
+   run writes its predictions under results/protocol_tasks_predictions/).
 
 Every run is one JSON line in --out; a rerun skips the runs already there, so the sweep can be
 stopped and continued (it takes hours on 2 CPU cores).
@@ -83,7 +85,9 @@ def sweep(task: str, args: argparse.Namespace) -> None:
             record(system, "eval", best, seed, train, dev)
 
 
-def summary(path: Path) -> str:
+def summary(path: Path, data: Optional[Path] = None) -> str:
+    """The table; with the data dir, also a paired bootstrap of the dev scores (both systems' three
+    eval runs must have written their predictions)."""
     rows = [r for r in read_rows(path) if not r.get("max_train") and not r.get("max_dev")]  # full runs only
     lines = ["| task | system | tuning (tune split, seed 0) | chosen | dev, seeds 1-3: mean ± std | range |", "|---|---|---|---|---|---|"]
     for task in ("ner", "textcat"):
@@ -100,7 +104,69 @@ def summary(path: Path) -> str:
             span = f"{min(scores):.4f}-{max(scores):.4f}" if scores else "-"
             chosen = _setting(ev[0]["setting"]) if ev else "-"
             lines.append(f"| {task} | {system} | {grid} | {chosen} | {stat} | {span} |")
+    for task in ("ner", "textcat"):
+        ev = {system: [r for r in rows if r["task"] == task and r["system"] == system and r["phase"] == "eval" and "predictions" in r]
+              for system in ("hf", "spacy")}
+        if len(ev["hf"]) == len(ev["spacy"]) == 3 and data is not None:
+            train_file, dev_file = NER_FILES if task == "ner" else TEXTCAT_FILES
+            gold = load_docs(data / dev_file, task)
+            hf, spacy = (doc_counts(task, ev[s], gold, path.parent) for s in ("hf", "spacy"))
+            b = paired_bootstrap(task, hf, spacy)
+            lines.append(f"\n{task}: spacy-mlm - HF = {b['diff']:+.4f} (mean over seeds; paired bootstrap over the "
+                         f"{len(gold)} dev docs, 2,000 resamples: 95% interval {b['low']:+.4f} to {b['high']:+.4f}, "
+                         f"spacy-mlm ahead in {b['p_better']:.0%} of resamples)")
     return "\n".join(lines)
+
+
+def doc_counts(task: str, rows: List[Dict[str, Any]], gold: Sequence[Any], root: Path):
+    """Per dev doc and seed: NER (tp, fp, fn) of exact spans, or textcat (correct, 0, 0).
+    Shape (seeds, docs, 3), from the predictions each run wrote."""
+    import numpy as np
+
+    counts = np.zeros((len(rows), len(gold), 3))
+    for i, row in enumerate(rows):
+        lines = (root / row["predictions"]).read_text(encoding="utf8").splitlines()
+        if len(lines) != len(gold):
+            raise ValueError(f"{row['predictions']}: {len(lines)} predictions for {len(gold)} dev docs")
+        for j, (line, ref) in enumerate(zip(lines, gold)):
+            pred = json.loads(line)
+            if task == "ner":
+                p = {tuple(e) for e in pred["ents"]}
+                g = {(e.start, e.end, e.label_) for e in ref.ents}
+                counts[i, j] = (len(p & g), len(p - g), len(g - p))
+            else:
+                counts[i, j, 0] = max(pred["cats"], key=pred["cats"].get) == max(ref.cats, key=ref.cats.get)
+    return counts
+
+
+def metric_of(task: str, summed):
+    """F1 from summed (tp, fp, fn), or accuracy from summed correct / n, along the last axis."""
+    import numpy as np
+
+    if task == "ner":
+        tp, fp, fn = summed[..., 0], summed[..., 1], summed[..., 2]
+        return np.where(tp > 0, 2 * tp / np.maximum(2 * tp + fp + fn, 1), 0.0)
+    return summed[..., 0]
+
+
+def paired_bootstrap(task: str, hf, spacy, n: int = 2000, seed: int = 0) -> Dict[str, float]:
+    """Resample dev docs (the same resample for both systems); each side's score is its mean over
+    seeds. Returns the observed difference (spacy - hf), its 95% interval and P(difference > 0)."""
+    import numpy as np
+
+    n_docs = hf.shape[1]
+    rng = np.random.default_rng(seed)
+    scale = 1.0 if task == "ner" else 1.0 / n_docs
+
+    def score(counts, idx):
+        return (metric_of(task, counts[:, idx].sum(axis=1)) * scale).mean(axis=0)
+
+    everything = np.arange(n_docs)
+    observed = float(score(spacy, everything) - score(hf, everything))
+    idx = rng.integers(0, n_docs, size=(n_docs, n))  # docs x resamples
+    diffs = np.array([score(spacy, idx[:, k]) - score(hf, idx[:, k]) for k in range(n)])
+    low, high = np.percentile(diffs, [2.5, 97.5])
+    return {"diff": observed, "low": float(low), "high": float(high), "p_better": float((diffs > 0).mean())}
 
 
 def _setting(setting: Dict[str, float]) -> str:
@@ -122,7 +188,7 @@ def main(argv: Optional[Sequence[str]] = None) -> None:
     parser.add_argument("--summary", type=Path, default=None, help="only print the table of this JSONL")
     args = parser.parse_args(argv)
     if args.summary:
-        print(summary(args.summary))
+        print(summary(args.summary, data_dir(args.data_dir)))
         return
     args.base_model = args.base_model or minilm_checkpoint()
     if args.base_model is None:
@@ -130,7 +196,7 @@ def main(argv: Optional[Sequence[str]] = None) -> None:
     args.out.parent.mkdir(parents=True, exist_ok=True)
     for task in args.task or ["ner", "textcat"]:
         sweep(task, args)
-    print(summary(args.out))
+    print(summary(args.out, data_dir(args.data_dir)))
 
 
 if __name__ == "__main__":
