@@ -4,6 +4,7 @@ and the hidden state of each mask token."""
 from typing import List, Optional
 
 from ..errors import SpacyMlmError
+from ._windows import _to_numpy, token_pieces
 
 
 def target_ids(tokenizer, targets: List[str], pipe_name: str) -> List[int]:
@@ -47,23 +48,19 @@ def mask_starts(doc, mask: Optional[str], split_masks: bool) -> List[int]:
     return found
 
 
-def mask_hidden_state(trf_data, token_i: int, mask_id: Optional[int]):
-    """Hidden state of the mask wordpiece in the window where the mask is best centred, or None
-    when the mask fell outside every window."""
+def mask_hidden_states(trf_data, token_starts: List[int], mask_id: Optional[int]) -> list:
+    """Per mask token, the hidden state of its mask wordpiece in the window where the token is
+    best centred (the rule doc vectors use, _windows.token_pieces), or None when the mask fell
+    outside every window."""
     hidden = trf_data.model_output.get("last_hidden_state")
-    if hidden is None or hidden.size == 0 or token_i >= len(trf_data.align):
-        return None
-    n_spans, seq_len, width = hidden.shape
-    flat_ids = trf_data.wordpieces.input_ids.reshape(-1)
-    lengths = trf_data.wordpieces.attention_mask.sum(axis=1)
-    best, best_margin = None, -1
-    for flat in trf_data.align[token_i].dataXd.ravel().tolist():
-        if int(flat_ids[flat]) != mask_id:
-            continue
-        span, pos = divmod(flat, seq_len)
-        margin = min(pos, int(lengths[span]) - 1 - pos)
-        if margin > best_margin:
-            best, best_margin = flat, margin
-    if best is None:
-        return None
-    return hidden.reshape(-1, width)[best]
+    if hidden is None or hidden.size == 0:
+        return [None] * len(token_starts)
+    flat_hidden = hidden.reshape(-1, hidden.shape[-1])
+    flat_ids = _to_numpy(trf_data.wordpieces.input_ids).reshape(-1)
+    owner, flat = token_pieces(trf_data)
+    rows = []
+    for token_i in token_starts:
+        pieces = flat[owner == token_i]
+        pieces = pieces[flat_ids[pieces] == mask_id]
+        rows.append(flat_hidden[int(pieces[0])] if pieces.size else None)
+    return rows

@@ -7,7 +7,7 @@ take each token's wordpieces from one window only, the one where the token is be
 (most context on both sides), and the special tokens of the doc's start and end only.
 """
 
-from typing import Tuple
+from typing import Optional, Tuple
 
 import numpy
 
@@ -48,18 +48,19 @@ def token_pieces(trf_data) -> Tuple[numpy.ndarray, numpy.ndarray]:
     return owner[keep], flat[keep]
 
 
-def doc_pieces(trf_data) -> numpy.ndarray:
+def doc_pieces(trf_data, token_flat: Optional[numpy.ndarray] = None) -> numpy.ndarray:
     """Sorted flat indices of the wordpieces a doc vector pools over.
 
     One window: every wordpiece the attention mask covers (sentence-transformers' mean
     pooling). Several: each token's wordpieces once (`token_pieces`), the special tokens
     before the first token of the first window and after the last token of the last window.
+    `token_flat`: the `flat` of `token_pieces(trf_data)` where the caller has it already.
     """
     mask = _to_numpy(trf_data.wordpieces.attention_mask).astype(bool)
     n_windows, seq_len = mask.shape
     if n_windows <= 1:
         return numpy.flatnonzero(mask.ravel())
-    _, flat = token_pieces(trf_data)
+    flat = token_pieces(trf_data)[1] if token_flat is None else token_flat
     aligned = numpy.zeros(mask.size, bool)
     aligned[numpy.asarray(_to_numpy(trf_data.align.dataXd), dtype="i").ravel()] = True
     aligned = aligned.reshape(mask.shape)

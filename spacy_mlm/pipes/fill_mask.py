@@ -35,7 +35,7 @@ from ..errors import SpacyMlmError
 from ..mlm import MaskedLMHead
 from ..pretrain.masking import IGNORE_INDEX, Masker, span_masking
 from ..util import IN_PLACE_HINT, atomic_write_bytes, disk_writes
-from ._fill_mask_lookup import mask_hidden_state, mask_starts, target_ids
+from ._fill_mask_lookup import mask_hidden_states, mask_starts, target_ids
 from ._fill_mask_parts import from_parts, read_parts, to_parts, unpack_parts
 from ._mlm_batch import masked_batch
 from ._runtime import prepare_pipe_process
@@ -244,9 +244,8 @@ class FillMask(TrainablePipe):
             if not starts:
                 continue
             trf_data = require_trf_data(doc, self.name, self.upstream)
-            for token_i in starts:
-                positions.append((d, token_i))
-                rows.append(mask_hidden_state(trf_data, token_i, self._mask_id))
+            positions.extend((d, token_i) for token_i in starts)
+            rows.extend(mask_hidden_states(trf_data, starts, self._mask_id))
         found = [r for r in rows if r is not None]
         ids = scores = None
         if found:

@@ -254,7 +254,8 @@ class TrfSimilarity(TrainablePipe):
         self.cfg["width"] = int(width)
         flat_hidden = hidden.reshape(-1, width)
         # Long docs come in overlapping windows: pool each wordpiece once (see _windows).
-        pooled = flat_hidden[doc_pieces(trf_data)]
+        owner, flat = token_pieces(trf_data)
+        pooled = flat_hidden[doc_pieces(trf_data, flat)]
         if self.pooling == "cls":
             doc_vector = hidden[0, 0]
         elif self.pooling == "max":
@@ -262,7 +263,6 @@ class TrfSimilarity(TrainablePipe):
         else:
             doc_vector = pooled.sum(axis=0) / max(len(pooled), 1)
         # Token vectors: pool each token's wordpieces (tokens with none get zeros).
-        owner, flat = token_pieces(trf_data)
         pieces = flat_hidden[flat]
         lengths = numpy.bincount(owner, minlength=len(doc))
         if self.pooling == "max":
