@@ -144,7 +144,8 @@ def done(out: Path) -> set:
 
 def recipe_sweep(pipeline: str, root: Path, limit: Optional[int], out: Path) -> None:
     """INT8 variants of the pipeline's encoder alone: mean-pooled sentence-vector cosine to fp32 on
-    SST-2 dev, for Linear layers left in fp32 and the embedding matrix kept fp32 or INT8 rows."""
+    SST-2 dev, for Linear layers left in fp32 and the embedding matrix kept fp32 or INT8 rows; with a
+    fill_mask pipe, also its top-1 agreement with fp32 (and where fp32's top-1 wins by > 0.05)."""
     nlp = spacy.load(pipeline)
     encoder = nlp.get_pipe("transformer").model.transformer.eval()
     tokenizer = nlp.get_pipe("transformer").model.tokenizer
@@ -160,7 +161,28 @@ def recipe_sweep(pipeline: str, root: Path, limit: Optional[int], out: Path) -> 
                 out.append(((hidden * mask).sum(1) / mask.sum(1)).numpy())
         return numpy.concatenate(out)
 
+    # With a fill_mask pipe: top-1 of its head at one [MASK] per sentence (the `fill_mask` task's
+    # sentences), run by hand on the reduced encoder copy with the head re-tied to its embeddings.
+    fill_mask = nlp.get_pipe("fill_mask") if "fill_mask" in nlp.pipe_names else None
+    masked = masked_sentences(sst2_dev(root, limit)) if fill_mask is not None else []
+
+    def mask_top(model) -> numpy.ndarray:
+        """Per masked sentence: top-1 id, its probability and the margin to the second."""
+        head = copy.deepcopy(fill_mask.tied_head())
+        head.tie_to(model.get_input_embeddings())
+        rows = []
+        with torch.no_grad():
+            for i in range(0, len(masked), BATCH):
+                enc = tokenizer(masked[i:i + BATCH], padding=True, truncation=True, return_tensors="pt")
+                at = enc["input_ids"] == tokenizer.mask_token_id
+                probs = head(model(**enc).last_hidden_state[at].float()).softmax(-1)
+                top = probs.topk(2, dim=-1)
+                rows.append(numpy.stack([top.indices[:, 0].numpy(), top.values[:, 0].numpy(),
+                                         (top.values[:, 0] - top.values[:, 1]).numpy()], axis=1))
+        return numpy.concatenate(rows)
+
     reference = vectors(encoder)
+    reference_top = mask_top(encoder) if fill_mask is not None else None
     n_layers = encoder.config.num_hidden_layers
     recipes = {
         "all Linear int8, embeddings int8 rows": ((), True),
@@ -181,11 +203,21 @@ def recipe_sweep(pipeline: str, root: Path, limit: Optional[int], out: Path) -> 
         precision.reduce_precision(model, "int8", fp32_modules=fp32_modules, int8_embeddings=int8_embeddings)
         got = vectors(model)
         cos = (got * reference).sum(1) / numpy.linalg.norm(got, axis=1) / numpy.linalg.norm(reference, axis=1)
+        if fill_mask is not None:
+            top = mask_top(model)
+            agree = top[:, 0] == reference_top[:, 0]
+            margin = reference_top[:, 2]
+            fill = {"masks": len(top), "top1_agreement": float(agree.mean()),
+                    "fp32_margin_median": float(numpy.median(margin)),
+                    "agreement_where_fp32_margin_over_0.05": float(agree[margin > 0.05].mean()),
+                    "share_fp32_margin_over_0.05": float((margin > 0.05).mean())}
+        else:
+            fill = {}
         buf = io.BytesIO()
         torch.save(model.state_dict(), buf)
         row = {"pipeline": pipeline, "dtype": "int8", "task": "recipe", "recipe": name, "limit": limit,
                "sentences": len(texts), "vector_cosine_mean": float(cos.mean()), "vector_cosine_min": float(cos.min()),
-               "state_bytes": len(buf.getvalue()), "cpu": cpu_flags(), "torch_threads": torch.get_num_threads()}
+               "state_bytes": len(buf.getvalue()), **fill, "cpu": cpu_flags(), "torch_threads": torch.get_num_threads()}
         print(json.dumps(row))
         append_jsonl(out, row)
 
