@@ -19,7 +19,7 @@ def add_mlm_command(app) -> None:
         add_help_option=False,
     )
     def mlm_command(ctx: typer.Context) -> None:
-        """spacy-mlm: fill-mask, convert, tokenizer, init-model, init-config, pretrain, score (see `python -m spacy mlm --help`)."""
+        """spacy-mlm: fill-mask, convert, tokenizer, init-model, init-config, pretrain, score, quantize (see `python -m spacy mlm --help`)."""
         from .cli import main
 
         main(args=list(ctx.args), prog_name="python -m spacy mlm")
