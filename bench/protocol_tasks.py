@@ -81,7 +81,7 @@ def sweep(task: str, args: argparse.Namespace) -> None:
     for system in args.systems.split(","):
         tuned = [record(system, "tune", s, 0, train[:cut], train[cut:]) for s in GRIDS[system]]
         best = max(tuned, key=lambda r: r["result"][METRIC[task]])["setting"]
-        for seed in (1, 2, 3):
+        for seed in args.seeds:
             record(system, "eval", best, seed, train, dev)
 
 
@@ -182,11 +182,13 @@ def main(argv: Optional[Sequence[str]] = None) -> None:
     parser.add_argument("--epochs", type=int, default=3)
     parser.add_argument("--batch-size", type=int, default=16)
     parser.add_argument("--gpu-id", type=int, default=-1)
+    parser.add_argument("--seeds", default="1,2,3", help="evaluation seeds to run (e.g. one per process to use more cores)")
     parser.add_argument("--max-train", type=int, default=0, help="first N training docs (0: all; smoke runs only)")
     parser.add_argument("--max-dev", type=int, default=0, help="first N dev docs (0: all; smoke runs only)")
     parser.add_argument("--out", type=Path, default=Path(__file__).parent / "results" / "protocol_tasks.jsonl")
     parser.add_argument("--summary", type=Path, default=None, help="only print the table of this JSONL")
     args = parser.parse_args(argv)
+    args.seeds = [int(seed) for seed in args.seeds.split(",")]
     if args.summary:
         print(summary(args.summary, data_dir(args.data_dir)))
         return
