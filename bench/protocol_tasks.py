@@ -110,13 +110,11 @@ def sweep(task: str, args: argparse.Namespace) -> None:
 
 
 def random_init_encoder(base_model: Path, out_dir: Path) -> Path:
-    """(a) The base model's config and tokenizer with freshly drawn weights (seed 0)."""
+    """(a) The base model's config and tokenizer with freshly drawn weights (seed 0), written by
+    the project's prepare_base.py (the one place that builds it)."""
     if not (out_dir / "config.json").is_file():
-        from transformers import AutoConfig, AutoModelForMaskedLM, AutoTokenizer, set_seed
-
-        set_seed(0)
-        AutoModelForMaskedLM.from_config(AutoConfig.from_pretrained(str(base_model))).save_pretrained(str(out_dir))
-        AutoTokenizer.from_pretrained(str(base_model)).save_pretrained(str(out_dir))
+        script = REPO / "project" / "scripts" / "prepare_base.py"
+        subprocess.run([sys.executable, str(script), str(base_model), str(out_dir), "--random-init"], check=True)
     return out_dir
 
 

@@ -42,7 +42,7 @@ def test_project_document_renders():
     out = subprocess.run(
         [sys.executable, "-m", "spacy", "project", "document", str(PROJECT)], capture_output=True, text=True, check=True
     ).stdout
-    for name in ("ablation-finetune", "real-pretrain", "package"):
+    for name in ("ablation-encoders", "real-pretrain", "package"):
         assert name in out
 
 
@@ -62,26 +62,51 @@ def test_raw_text_drops_labels(tmp_path):
     assert (tmp_path / "out" / "wiki.txt.txt").read_text(encoding="utf8").splitlines() == [" = Title = ", " Some text ."]
 
 
-def test_ablation_report_table(tmp_path):
-    runs = tmp_path / "runs.jsonl"
+@pytest.fixture(scope="module")
+def protocol():
+    sys.path.insert(0, str(PROJECT.parent / "bench"))
+    try:
+        import protocol_tasks
+    finally:
+        sys.path.pop(0)
+    return protocol_tasks
 
-    def line(tag, seed, f, acc):
-        args = {"epochs": 3, "lr": 1e-4, "batch_size": 16, "seed": seed}
-        return {"tag": tag, "args": args, "ner/spacy": {"ents_f": f}, "textcat/spacy": {"accuracy": acc}}
 
-    lines = [line("random-init", 1, 0.1, 0.6), line("random-init", 2, 0.3, 0.8),
-             line("pretrained", 1, 0.9, 0.9), line("pretrained", 1, 0.2, 0.7),  # a rerun of seed 1 replaces it
-             line("pretrained", 2, 0.25, 0.75)]
-    runs.write_text("".join(json.dumps(x) + "\n" for x in lines), encoding="utf8")
-    subprocess.run(
-        [sys.executable, str(PROJECT / "scripts" / "ablation_report.py"), str(runs), "--out", str(tmp_path / "t.md")],
-        check=True, capture_output=True,
-    )
-    table = (tmp_path / "t.md").read_text(encoding="utf8").splitlines()
-    assert table[2:] == [
-        "| random-init | 0.200 ± 0.141 (n=2) | 0.700 ± 0.141 (n=2) | 1,2 | 3 / 0.0001 / 16 |",
-        "| pretrained | 0.225 ± 0.035 (n=2) | 0.725 ± 0.035 (n=2) | 1,2 | 3 / 0.0001 / 16 |",
+def test_protocol_ablation_table(protocol):
+    def row(seed, score, encoder=None, task="ner"):
+        r = {"task": task, "system": "spacy", "phase": "eval", "seed": seed, "setting": {"head_lr_scale": 30.0},
+             "result": {"ents_f" if task == "ner" else "accuracy": score}}
+        return {**r, "encoder": encoder} if encoder else r
+
+    rows = [row(1, 0.5), row(2, 0.7), row(3, 0.6), row(2, 0.1, "random-init"), row(1, 0.3, "random-init"),
+            row(1, 0.9, "adapted-300", "textcat"), {**row(1, 0.2), "phase": "tune"}]
+    assert protocol.ablation_table(rows).splitlines()[2:] == [
+        "| ner | random-init | head_lr_scale 30 | 0.2000 ± 0.1414 | 0.1000-0.3000 | 1,2 |",
+        "| ner | pretrained | head_lr_scale 30 | 0.6000 ± 0.1000 | 0.5000-0.7000 | 1,2,3 |",
+        "| textcat | adapted-300 | head_lr_scale 30 | 0.9000 | 0.9000-0.9000 | 1 |",
     ]
+    # Ablation rows are other runs than the protocol's: their own resume keys.
+    assert protocol.run_key(rows[0]) != protocol.run_key({**rows[0], "encoder": "adapted-300"})
+    assert protocol.run_key(rows[0]) == protocol.run_key({**rows[0], "encoder": "pretrained"})
+
+
+def test_protocol_paired_bootstrap(protocol):
+    import numpy as np
+
+    # Accuracy: spacy right on 3 of 4 docs in every seed, HF on 1 of 4.
+    spacy = np.zeros((3, 4, 3))
+    spacy[:, :3, 0] = 1
+    hf = np.zeros((3, 4, 3))
+    hf[:, :1, 0] = 1
+    b = protocol.paired_bootstrap("textcat", hf, spacy, n=200)
+    assert b["diff"] == pytest.approx(0.5)
+    assert b["low"] >= 0 and b["p_better"] > 0.8
+    same = protocol.paired_bootstrap("textcat", hf, hf, n=50)
+    assert same["diff"] == 0 and same["p_better"] == 0
+    # NER: F1 of summed (tp, fp, fn) per seed, then the mean over seeds.
+    ner = np.array([[[2, 1, 0], [0, 0, 1]], [[1, 0, 1], [1, 0, 0]]], dtype=float)  # seeds x docs x (tp, fp, fn)
+    f1 = protocol.metric_of("ner", ner.sum(axis=1))
+    assert f1 == pytest.approx([2 * 2 / (4 + 1 + 1), 2 * 2 / (4 + 0 + 1)])
 
 
 def test_prepare_base_random_init_keeps_architecture_and_tokenizer(bert_checkpoint, tmp_path):
