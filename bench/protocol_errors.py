@@ -21,7 +21,7 @@ from typing import Any, Dict, List, Optional, Sequence, Set, Tuple
 
 from common import data_dir, minilm_checkpoint
 from eval_tasks import NER_FILES, load_docs
-from protocol_tasks import read_rows
+from protocol_tasks import read_predictions, read_rows
 
 Span = Tuple[int, int, str]
 
@@ -47,12 +47,11 @@ def analyse(rows: List[Dict[str, Any]], gold_docs: Sequence[Any], root: Path, sp
     """Per system: means over its runs (one per seed)."""
     per_run = []
     for row in rows:
-        lines = (root / row["predictions"]).read_text(encoding="utf8").splitlines()
         counts: Dict[str, Counter] = defaultdict(Counter)
         misses, wrong = Counter(), Counter()
         split_found = Counter()
-        for i, (line, ref) in enumerate(zip(lines, gold_docs)):
-            pred = {tuple(e) for e in json.loads(line)["ents"]}
+        for i, (saved, ref) in enumerate(zip(read_predictions(row, root, len(gold_docs)), gold_docs)):
+            pred = {tuple(e) for e in saved["ents"]}
             gold = {(e.start, e.end, e.label_) for e in ref.ents}
             for s in pred & gold:
                 counts[s[2]]["tp"] += 1
@@ -105,13 +104,14 @@ def split_first_words(gold_docs: Sequence[Any], base_model: str) -> Set[Tuple[in
 def main(argv: Optional[Sequence[str]] = None) -> Dict[str, Any]:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("results", type=Path, help="the protocol's JSONL (its predictions folder beside it)")
+    parser.add_argument("--encoder", default="pretrained", help="spacy-mlm's encoder row of the ablation (HF runs: pretrained)")
     parser.add_argument("--phase", default="eval", choices=["eval", "tune"])
     parser.add_argument("--data-dir", default=None)
     parser.add_argument("--base-model", default=None, help="for the wordpiece split; default: the runs' base_model")
     parser.add_argument("--max-dev", type=int, default=0, help="runs with this max_dev (0: full dev set)")
     args = parser.parse_args(argv)
     rows = [r for r in read_rows(args.results) if r["task"] == "ner" and r["phase"] == args.phase and "predictions" in r
-            and (r.get("max_dev") or 0) == args.max_dev]
+            and (r.get("max_dev") or 0) == args.max_dev and r.get("encoder", "pretrained") == args.encoder]
     if not rows:
         parser.error(f"no NER {args.phase} runs with predictions in {args.results}")
     train_file, dev_file = NER_FILES

@@ -215,6 +215,14 @@ def ablation_table(rows: List[Dict[str, Any]]) -> str:
     return "\n".join(lines)
 
 
+def read_predictions(row: Dict[str, Any], root: Path, n_docs: int) -> List[Dict[str, Any]]:
+    """The predictions a run saved, one dict per scored doc (checked against the gold count)."""
+    lines = (root / row["predictions"]).read_text(encoding="utf8").splitlines()
+    if len(lines) != n_docs:
+        raise ValueError(f"{row['predictions']}: {len(lines)} predictions for {n_docs} gold docs")
+    return [json.loads(line) for line in lines]
+
+
 def doc_counts(task: str, rows: List[Dict[str, Any]], gold: Sequence[Any], root: Path):
     """Per dev doc and seed: NER (tp, fp, fn) of exact spans, or textcat (correct, 0, 0).
     Shape (seeds, docs, 3), from the predictions each run wrote."""
@@ -222,11 +230,7 @@ def doc_counts(task: str, rows: List[Dict[str, Any]], gold: Sequence[Any], root:
 
     counts = np.zeros((len(rows), len(gold), 3))
     for i, row in enumerate(rows):
-        lines = (root / row["predictions"]).read_text(encoding="utf8").splitlines()
-        if len(lines) != len(gold):
-            raise ValueError(f"{row['predictions']}: {len(lines)} predictions for {len(gold)} dev docs")
-        for j, (line, ref) in enumerate(zip(lines, gold)):
-            pred = json.loads(line)
+        for j, (pred, ref) in enumerate(zip(read_predictions(row, root, len(gold)), gold)):
             if task == "ner":
                 p = {tuple(e) for e in pred["ents"]}
                 g = {(e.start, e.end, e.label_) for e in ref.ents}
