@@ -81,7 +81,7 @@ def record(task: str, system: str, phase: str, setting: Dict[str, float], seed: 
     print(f"== {task} {system} {encoder} {phase} {setting} seed {seed}", file=sys.stderr, flush=True)
     # The predictions on the scored split, one JSON line per doc, for paired comparisons.
     parts = [task, system] + ([encoder] if encoder != "pretrained" else []) + [phase]
-    name = "-".join([*parts, *(f"{k}{v:g}" for k, v in sorted(setting.items())), f"seed{seed}"])
+    name = "-".join([*parts, *(f"{k}{v:g}" if isinstance(v, (int, float)) else f"{k}-{v}" for k, v in sorted(setting.items())), f"seed{seed}"])
     if args.max_train or args.max_dev:
         name += f"-smoke{args.max_train}x{args.max_dev}"
     predictions = args.out.parent / f"{args.out.stem}_predictions" / f"{name}.jsonl"
