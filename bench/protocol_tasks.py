@@ -131,7 +131,7 @@ def random_init_encoder(base_model: Path, out_dir: Path) -> Path:
     return out_dir
 
 
-def adapted_encoder(task: str, base_model: Path, train, dev, out_dir: Path, args: argparse.Namespace) -> Path:
+def adapted_encoder(base_model: Path, train, dev, out_dir: Path, args: argparse.Namespace) -> Path:
     """(c) The base model after `spacy-mlm pretrain` (configs/pretrain.cfg, a fresh MLM head) on the
     task's training text without its labels; the dev text only reports held-out MLM loss."""
     final = out_dir / "final"
@@ -170,7 +170,7 @@ def ablation(task: str, args: argparse.Namespace) -> None:
     encoders = {
         "random-init": lambda: random_init_encoder(base, models / "random-init"),
         "pretrained": lambda: base,
-        "adapted": lambda: adapted_encoder(task, base, train, dev, models / f"{task}-adapted-{args.adapt_steps}", args),
+        "adapted": lambda: adapted_encoder(base, train, dev, models / f"{task}-adapted-{args.adapt_steps}", args),
     }
     for encoder in args.encoders.split(","):
         path = encoders[encoder]()
@@ -225,8 +225,7 @@ def probe_table(rows: List[Dict[str, Any]]) -> str:
             runs = sorted((r for r in tune if r["system"] == system and json.dumps(r["setting"], sort_keys=True) == setting),
                           key=lambda r: r["seed"])
             scores = [r["result"][METRIC[task]] for r in runs]
-            stat = f"{statistics.mean(scores):.4f} ± {statistics.stdev(scores):.4f}" if len(scores) > 1 else f"{scores[0]:.4f}"
-            lines.append(f"| {task} | {system} | {_setting(runs[0]['setting'])} | {stat} | {','.join(str(r['seed']) for r in runs)} |")
+            lines.append(f"| {task} | {system} | {_setting(runs[0]['setting'])} | {_mean_std(scores)} | {','.join(str(r['seed']) for r in runs)} |")
     return "\n".join(lines)
 
 
@@ -238,8 +237,7 @@ def ablation_table(rows: List[Dict[str, Any]]) -> str:
         for encoder in sorted({r.get("encoder", "pretrained") for r in ev}, key=lambda e: (e != "random-init", e != "pretrained", e)):
             runs = sorted((r for r in ev if r.get("encoder", "pretrained") == encoder), key=lambda r: r["seed"])
             scores = [r["result"][METRIC[task]] for r in runs]
-            stat = f"{statistics.mean(scores):.4f} ± {statistics.stdev(scores):.4f}" if len(scores) > 1 else f"{scores[0]:.4f}"
-            lines.append(f"| {task} | {encoder} | {_setting(runs[0]['setting'])} | {stat} | {min(scores):.4f}-{max(scores):.4f} | "
+            lines.append(f"| {task} | {encoder} | {_setting(runs[0]['setting'])} | {_mean_std(scores)} | {min(scores):.4f}-{max(scores):.4f} | "
                          f"{','.join(str(r['seed']) for r in runs)} |")
     return "\n".join(lines)
 
@@ -297,6 +295,10 @@ def paired_bootstrap(task: str, hf, spacy, n: int = 2000, seed: int = 0) -> Dict
     diffs = np.array([score(spacy, idx[:, k]) - score(hf, idx[:, k]) for k in range(n)])
     low, high = np.percentile(diffs, [2.5, 97.5])
     return {"diff": observed, "low": float(low), "high": float(high), "p_better": float((diffs > 0).mean())}
+
+
+def _mean_std(scores: List[float]) -> str:
+    return f"{statistics.mean(scores):.4f} ± {statistics.stdev(scores):.4f}" if len(scores) > 1 else f"{scores[0]:.4f}"
 
 
 def _setting(setting: Dict[str, Any]) -> str:
