@@ -113,6 +113,8 @@ def probe(task: str, args: argparse.Namespace) -> None:
     train, _ = load_task(task, args)
     cut = len(train) * 9 // 10
     for setting in args.probe:
+        # Floats as the grids hold them: {"head_lr_scale": 30} is the same run as the grid's 30.0.
+        setting = {k: float(v) if isinstance(v, (int, float)) else v for k, v in setting.items()}
         for seed in (int(s) for s in args.probe_seeds.split(",")):
             record(task, args.systems, "tune", setting, seed, train[:cut], train[cut:], args)
 
