@@ -91,6 +91,13 @@ def record(task: str, system: str, phase: str, setting: Dict[str, float], seed: 
     return row
 
 
+def grid_tune_rows(rows: List[Dict[str, Any]], task: str, system: str) -> List[Dict[str, Any]]:
+    """The tuning runs that choose a system's setting: its grid, seed 0, the pretrained encoder
+    (probes' other seeds and settings and the ablation's encoders never choose)."""
+    return [r for r in rows if r["task"] == task and r["system"] == system and r["phase"] == "tune"
+            and r["seed"] == 0 and r["setting"] in GRIDS[system] and "encoder" not in r]
+
+
 def load_task(task: str, args: argparse.Namespace):
     root = data_dir(args.data_dir)
     train_file, dev_file = NER_FILES if task == "ner" else TEXTCAT_FILES
@@ -160,8 +167,8 @@ def adapted_encoder(base_model: Path, train, dev, out_dir: Path, args: argparse.
 
 
 def ablation(task: str, args: argparse.Namespace) -> None:
-    rows = [r for r in read_rows(args.out) if r["task"] == task and r["system"] == "spacy" and r["phase"] == "tune"
-            and "encoder" not in r and r["max_train"] == args.max_train and r["max_dev"] == args.max_dev]
+    rows = [r for r in grid_tune_rows(read_rows(args.out), task, "spacy")
+            if r["max_train"] == args.max_train and r["max_dev"] == args.max_dev]
     if len(rows) < len(GRIDS["spacy"]):
         sys.exit(f"{args.out}: the ablation uses the setting the protocol chose for spacy-mlm on {task}; "
                  f"run `python bench/protocol_tasks.py --task {task} --systems spacy` first")
@@ -189,8 +196,7 @@ def summary(path: Path, data: Optional[Path] = None) -> str:
     lines = ["| task | system | tuning (tune split, seed 0) | chosen | dev, seeds 1-3: mean ± std | range |", "|---|---|---|---|---|---|"]
     for task in ("ner", "textcat"):
         for system in ("hf", "spacy"):
-            tune = [r for r in rows if r["task"] == task and r["system"] == system and r["phase"] == "tune"
-                    and r["seed"] == 0 and r["setting"] in GRIDS[system]]
+            tune = grid_tune_rows(rows, task, system)
             ev = [r for r in rows if r["task"] == task and r["system"] == system and r["phase"] == "eval"]
             if not tune:
                 continue

@@ -88,6 +88,10 @@ def test_protocol_ablation_table(protocol):
     # Ablation rows are other runs than the protocol's: their own resume keys.
     assert protocol.run_key(rows[0]) != protocol.run_key({**rows[0], "encoder": "adapted-300"})
     assert protocol.run_key(rows[0]) == protocol.run_key({**rows[0], "encoder": "pretrained"})
+    # Only the grid's seed-0 runs choose a setting: a probe (other seed or setting) never does.
+    grid = {"task": "ner", "system": "spacy", "phase": "tune", "seed": 0, "setting": {"lr": 1e-4, "head_lr_scale": 30.0}}
+    probes = [{**grid, "seed": 1}, {**grid, "setting": {**grid["setting"], "pooling": "first"}}, {**grid, "encoder": "adapted-300"}]
+    assert protocol.grid_tune_rows([grid, *probes], "ner", "spacy") == [grid]
 
 
 def test_protocol_paired_bootstrap(protocol):
