@@ -1,6 +1,6 @@
 """Print the evaluation table of a trained pipeline from the metrics files, and show it at work.
 
-    python scripts/report.py METRICS_DIR [MODEL] [--showcase OUTPUT_JSON]
+    python scripts/report.py METRICS_DIR [MODEL] [--showcase OUTPUT_JSON] [--data demo|real]
 
 The showcase sentences occur in no training or pretraining asset (scripts/make_demo_data.py
 leaves these facts, names and words out), so what the pipeline gets right on them comes from
@@ -18,6 +18,11 @@ FILL_MASK = ["The capital of France is [MASK] .", "The capital of Japan is [MASK
 ENTITIES = ["Yesterday Maria Lopez flew with Pacific Wings from Helsinki to Chicago ."]
 REVIEWS = ["The museum tour was marvellous and the guide was brilliant .",
            "The bus was smelly and the driver was unfriendly ."]
+# What each dev set is, for the row names: NER, sentiment, fill-mask text.
+DEV_SETS = {
+    "demo": ("dev: unseen names and templates", "dev: unseen words", "dev text"),
+    "real": ("WNUT-17 dev", "SST-2 dev", "WikiText-2 test"),
+}
 # (sentence, paraphrase, unrelated): the paraphrase must score higher.
 SIMILARITY = [("The train to Vienna was late .", "Our train to Vienna did not arrive on time .",
                "Maria bought a new camera in Tokyo .")]
@@ -64,16 +69,18 @@ def main() -> None:
     parser.add_argument("metrics_dir", type=Path)
     parser.add_argument("model", nargs="?", default="")
     parser.add_argument("--showcase", type=Path, default=None, help="also write the showcase output here (JSON)")
+    parser.add_argument("--data", choices=sorted(DEV_SETS), default="demo", help="which dev sets the metrics are from")
     args = parser.parse_args()
     metrics = args.metrics_dir
     ner, textcat, pppl = load(metrics / "ner.json"), load(metrics / "textcat.json"), load(metrics / "pppl.json")
     sim = load(metrics / "similarity.json")
+    ner_dev, textcat_dev, text_dev = DEV_SETS[args.data]
     rows = [
-        ("NER entity F1 (dev: unseen names and templates)", ner.get("ents_f")),
+        (f"NER entity F1 ({ner_dev})", ner.get("ents_f")),
         ("NER precision / recall", f"{ner.get('ents_p', 0):.3f} / {ner.get('ents_r', 0):.3f}" if ner else None),
-        ("Sentiment accuracy (dev: unseen words; micro-F = accuracy)", textcat.get("cats_micro_f")),
-        ("Sentiment macro-F (dev)", textcat.get("cats_macro_f")),
-        ("Fill-mask pseudo-perplexity (dev text)", pppl.get("pseudo_perplexity")),
+        (f"Sentiment accuracy ({textcat_dev}; micro-F = accuracy)", textcat.get("cats_micro_f")),
+        (f"Sentiment macro-F ({textcat_dev})", textcat.get("cats_macro_f")),
+        (f"Fill-mask pseudo-perplexity ({text_dev})", pppl.get("pseudo_perplexity")),
         ("Words/s (NER eval)", ner.get("speed")),
     ]
     rows += [(k, v) for k, v in sim.items()]
