@@ -277,14 +277,14 @@ def switches(args, tmp, model_dir, tokenizer, train_file, test_texts, device, en
     speed, loss = {n: [] for n in names}, {n: [] for n in names}
     for r in range(args.rounds):
         for name in names:
-            run = run_ours(model_dir, train_file, args, "fp32", tmp / f"sw-{r}", steps, SWITCHES[name])
+            run = run_ours(model_dir, train_file, args, args.precisions[0], tmp / f"sw-{r}", steps, SWITCHES[name])
             speed[name].append(steady_tokens_per_s(run, args.skip_steps))
             loss[name].append(held_out_loss(run["final"], tokenizer, test_texts, args.seq_length, args.eval_sequences,
                                             device))
             print(f"round {r + 1} {name}: {speed[name][-1]:.0f} tokens/s, held-out loss {loss[name][-1]:.4f}", flush=True)
     for name in names:
         tps = statistics.median(speed[name])
-        row = {"mode": "switch", "switch": name, "overrides": SWITCHES[name], **env, "precision": "fp32",
+        row = {"mode": "switch", "switch": name, "overrides": SWITCHES[name], **env, "precision": args.precisions[0],
                "rounds": args.rounds, "timed_steps": args.steps, "skip_steps": args.skip_steps,
                "tokens_per_s": round(tps, 1), "tokens_per_s_rounds": [round(x, 1) for x in speed[name]],
                "held_out_loss": round(statistics.median(loss[name]), 4),
