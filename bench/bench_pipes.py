@@ -124,12 +124,18 @@ def main() -> None:
     parser.add_argument("--out", type=Path, default=Path(__file__).parent / "results" / "pipes.jsonl")
     parser.add_argument("--gpu-id", type=int, default=-1, help="Run both sides on this GPU (fp16 needs one).")
     parser.add_argument("--checkpoint", default=None, help="HF encoder checkpoint (default: all-MiniLM-L6-v2).")
+    parser.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's).")
+    parser.add_argument("--precision-only", action="store_true",
+                        help="Only the rows that compare --dtypes (ours and the raw forward), not the HF pipelines.")
     args = parser.parse_args()
+    if args.threads:
+        torch.set_num_threads(args.threads)
     if args.gpu_id >= 0:
         spacy.require_gpu(args.gpu_id)  # before any pipeline is built: spacy-transformers puts it on the GPU
     device = torch.device(f"cuda:{args.gpu_id}") if args.gpu_id >= 0 else torch.device("cpu")
     sync = torch.cuda.synchronize if device.type == "cuda" else (lambda: None)
     from spacy_mlm.precision import TORCH_DTYPE, quantize_pipeline, reduce_precision
+    from spacy_mlm.pretrain.loop import cpu_flags
 
     texts = load_texts(data_dir(args.data_dir), args.n_docs)
     bs = args.batch_size
@@ -220,7 +226,7 @@ def main() -> None:
 
         return run
 
-    fns: Dict[str, Callable[[], None]] = {
+    fns: Dict[str, Callable[[], None]] = {} if args.precision_only else {
         "hf_4_pipelines_default": hf_four_pipelines(input_order),
         "hf_4_pipelines_sorted": hf_four_pipelines(same_batches),
         "hf_shared_pass_all_positions": hf_shared_pass(mask_only=False),
@@ -233,7 +239,7 @@ def main() -> None:
     times = interleaved(fns, args.rounds, sync)
     median = {name: statistics.median(t) for name, t in times.items()}
     words = sum(len(d) for d in docs)
-    baseline = median["hf_4_pipelines_default"]
+    baseline = median.get("hf_4_pipelines_default", float("nan"))
     report = {
         "bench": "pipes_v2",
         "docs": len(texts),
@@ -242,12 +248,14 @@ def main() -> None:
         "rounds": args.rounds,
         "torch_threads": torch.get_num_threads(),
         "device": torch.cuda.get_device_name(device) if device.type == "cuda" else "cpu",
+        "cpu_flags": sorted(cpu_flags() & {"avx2", "avx512f", "avx512_vnni", "avx512_bf16", "amx_bf16", "amx_int8"}),
         "torch": torch.__version__,
         "checkpoint": "all-MiniLM-L6-v2" if args.checkpoint is None else Path(args.checkpoint).name,
         "median_seconds": {k: round(v, 3) for k, v in median.items()},
         "round_seconds": {k: [round(x, 3) for x in v] for k, v in times.items()},
         "docs_per_s": {k: round(len(texts) / v, 1) for k, v in median.items()},
-        "speedup_vs_hf_4_pipelines_default": {k: round(baseline / v, 3) for k, v in median.items()},
+        "speedup_vs_hf_4_pipelines_default": ({k: round(baseline / v, 3) for k, v in median.items()}
+                                              if not args.precision_only else None),
         "transformer_overhead_vs_hf": {d: round(median[f"spacy_transformer_only_{d}"]
                                                 / median[f"hf_raw_forward_same_batches_{d}"], 3) for d in dtypes},
         "pipeline_words_per_s": {d: round(words / median[f"spacy_mlm_five_pipes_{d}"], 1) for d in dtypes},
