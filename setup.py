@@ -63,7 +63,10 @@ setup(
             "spacy_mlm.pair_spans.v1 = spacy_mlm.pipes.similarity:create_pair_spans",
             "spacy_mlm.model_max_spans.v1 = spacy_mlm.spans:create_model_max_spans",
         ],
-        "spacy_readers": ["spacy_mlm.PairCorpus.v1 = spacy_mlm.readers.pairs:create_pair_corpus"],
+        "spacy_readers": [
+            "spacy_mlm.PairCorpus.v1 = spacy_mlm.readers.pairs:create_pair_corpus",
+            "spacy_mlm.MultiTaskCorpus.v1 = spacy_mlm.readers.pairs:create_multitask_corpus",
+        ],
         "spacy_scorers": ["spacy_mlm.similarity_scorer.v1 = spacy_mlm.pipes.similarity:make_similarity_scorer"],
         "spacy_misc": [
             "spacy_mlm.CoSENTLoss.v1 = spacy_mlm.pipes._similarity_losses:create_cosent_loss",

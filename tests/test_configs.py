@@ -1,5 +1,6 @@
 """configs/*.cfg train with `python -m spacy train` on a tiny checkpoint, and the result loads."""
 
+import json
 import subprocess
 import sys
 from pathlib import Path
@@ -8,7 +9,10 @@ import pytest
 import spacy
 from spacy.tokens import DocBin
 
+from spacy_mlm.convert import convert
+
 from .test_ner_textcat import CAT_DATA, NER_DATA
+from .test_similarity_training import STS_ROWS
 
 CONFIGS = Path(__file__).resolve().parent.parent / "configs"
 
@@ -32,9 +36,11 @@ def write_data(nlp, path: Path, ner=True, cats=True) -> Path:
     return path
 
 
-@pytest.mark.parametrize("name", ["ner", "textcat", "full"])
+@pytest.mark.parametrize("name", ["ner", "textcat", "full", "full+pairs"])
 def test_config_trains_and_loads(name, bert_checkpoint, tmp_path):
     nlp = spacy.blank("en")
+    pairs = name.endswith("+pairs")
+    name = name.split("+")[0]
     data = write_data(nlp, tmp_path / "data", ner=name != "textcat", cats=name != "ner")
     out = tmp_path / "out"
     cmd = [
@@ -42,6 +48,10 @@ def test_config_trains_and_loads(name, bert_checkpoint, tmp_path):
         "--paths.train", str(data), "--paths.dev", str(data), "--paths.base_model", str(bert_checkpoint),
         "--training.max_steps", "4", "--training.eval_frequency", "2",
     ]
+    if pairs:  # STS pairs beside the NER/textcat docs (spacy_mlm.MultiTaskCorpus.v1): trf_similarity trains too
+        (tmp_path / "sts.csv").write_text(STS_ROWS + "\n", encoding="utf8")
+        convert(tmp_path / "sts.csv", tmp_path / "pairs" / "sts.spacy", "sts")
+        cmd += ["--paths.train_pairs", str(tmp_path / "pairs" / "sts.spacy")]
     proc = subprocess.run(cmd, capture_output=True, text=True, timeout=600,
                           env={"HF_HUB_OFFLINE": "1", "PATH": "/usr/bin:/bin"})
     assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-3000:]
@@ -57,3 +67,6 @@ def test_config_trains_and_loads(name, bert_checkpoint, tmp_path):
         assert trained.pipe_names == ["transformer", "fill_mask", "ner", "textcat", "similarity"]
         assert len(doc._.fill_mask) == 1 and len(doc._.fill_mask[0]) == 5
         assert doc.has_vector and -1.0 <= doc.similarity(trained("a city")) <= 1.0 + 1e-6
+        # The last step's losses: similarity learns only from pairs, NER and textcat still learn beside them.
+        losses = json.loads((out / "model-last" / "meta.json").read_text())["performance"]
+        assert (losses["similarity_loss"] > 0) == pairs and losses["ner_loss"] > 0 and losses["textcat_loss"] > 0

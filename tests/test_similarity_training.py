@@ -235,6 +235,29 @@ def test_pair_corpus_reads_convert_output_and_jsonl(tmp_path):
     assert [[s.text for s in d.spans[PAIR_KEY]] for d in back] == [[a, b] for a, b, _ in PAIRS]
 
 
+def test_multitask_corpus_reads_annotated_docs_and_pairs(tmp_path):
+    from spacy.tokens import DocBin
+
+    from spacy_mlm.readers.pairs import create_multitask_corpus, is_pair_doc
+
+    nlp = spacy.blank("en")
+    (tmp_path / "docs").mkdir()
+    docs = [nlp.make_doc(t) for t in ("paris is big", "rome is old", "a third doc")]
+    for doc in docs:
+        doc.ents = [doc.char_span(0, len(doc[0].text), label="LOC")]
+    DocBin(docs=docs).to_disk(tmp_path / "docs" / "ner.spacy")
+    (tmp_path / "sts.csv").write_text(STS_ROWS + "\n", encoding="utf8")
+    convert(tmp_path / "sts.csv", tmp_path / "sts.spacy", "sts")
+    only_docs = list(create_multitask_corpus(tmp_path / "docs")(nlp))
+    both = list(create_multitask_corpus(tmp_path / "docs", pairs=tmp_path / "sts.spacy")(nlp))
+    limited = list(create_multitask_corpus(tmp_path / "docs", pairs=tmp_path / "sts.spacy", limit=2, pairs_limit=3)(nlp))
+    assert [eg.reference.text for eg in only_docs] == [d.text for d in docs]
+    assert [eg.reference.text for eg in both] == [d.text for d in docs] + [f"{a} {b}" for a, b, _ in PAIRS]
+    assert [is_pair_doc(eg.reference) for eg in limited] == [False] * 2 + [True] * 3
+    assert [e.label_ for eg in both[:3] for e in eg.reference.ents] == ["LOC"] * 3
+    assert all(is_pair_doc(eg.predicted) and eg.reference.user_data[SCORE_KEY] == s for eg, (*_, s) in zip(both[3:], PAIRS))
+
+
 def test_pair_corpus_errors(tmp_path):
     nlp = spacy.blank("en")
     bad = tmp_path / "bad.jsonl"

@@ -130,3 +130,30 @@ def create_pair_corpus(path: Optional[Path], limit: int = 0) -> Callable[[Any], 
 
     return corpus
 
+
+
+@registry.readers("spacy_mlm.MultiTaskCorpus.v1")
+def create_multitask_corpus(
+    path: Optional[Path],
+    pairs: Optional[Path] = None,
+    max_length: int = 0,
+    gold_preproc: bool = False,
+    limit: int = 0,
+    augmenter: Optional[Callable] = None,
+    pairs_limit: int = 0,
+) -> Callable[[Any], Iterable[Example]]:
+    """The annotated docs of spacy.Corpus.v1 at `path` (entities, cats) followed by the sentence
+    pairs of spacy_mlm.PairCorpus.v1 at `pairs` (null: none), so that one `spacy train` run trains
+    the task heads and trf_similarity together. spacy train shuffles each epoch's examples, so the
+    batches mix them; a pipe gets no loss from docs without its annotation. The transformer needs
+    the span getter spacy_mlm.pair_spans.v1 (strided windows for every doc that is not a pair)."""
+    docs = registry.readers.get("spacy.Corpus.v1")(
+        path, gold_preproc=gold_preproc, max_length=max_length, limit=limit, augmenter=augmenter
+    )
+    pair_corpus = create_pair_corpus(pairs, limit=pairs_limit)
+
+    def corpus(nlp: Any) -> Iterator[Example]:
+        yield from docs(nlp)
+        yield from pair_corpus(nlp)
+
+    return corpus
