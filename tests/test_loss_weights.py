@@ -117,3 +117,34 @@ def test_fill_mask_mlm_share_one_keeps_every_window(no_dropout_checkpoint):
     assert nlp.get_pipe("fill_mask").masked_batch(docs)["input_ids"].shape[0] == len(docs)
     with pytest.raises(SpacyMlmError, match=r"mlm_share must be in \(0, 1\], got 0.0.*\[components.fill_mask\] mlm_share"):
         spacy.blank("en").add_pipe("fill_mask", config={"mlm_share": 0.0})
+
+
+def test_fill_mask_replay_adds_general_text_to_the_mlm_batch(no_dropout_checkpoint, tmp_path, monkeypatch):
+    """replay_docs docs of replay_text join each step's MLM batch, the text cycling; the listener
+    heads never see them; a saved pipeline loads without the file, and training then names it."""
+    general = tmp_path / "general.txt"
+    general.write_text("the river runs north\nan old town hall\n\nwinter comes early\n", encoding="utf8")
+    spacy.util.fix_random_seed(0)
+    nlp = spacy.blank("en")
+    nlp.add_pipe("transformer", config={"model": {"name": str(no_dropout_checkpoint)}})
+    nlp.add_pipe("fill_mask", config={"mlm_rate": 0.3, "replay_text": str(general), "replay_docs": 2})
+    nlp.initialize()
+    fill_mask = nlp.get_pipe("fill_mask")
+    seen = []
+    masked_batch = fill_mask.masked_batch
+    monkeypatch.setattr(fill_mask, "masked_batch", lambda docs: seen.append([d.text for d in docs]) or masked_batch(docs))
+    examples = [Example(nlp.make_doc(t), nlp.make_doc(t)) for t, _ in NER_DATA[:2]]
+    for _ in range(3):
+        assert fill_mask.update(examples, losses={})["fill_mask"] > 0
+    tasks = [eg.predicted.text for eg in examples]
+    assert seen == [tasks + ["the river runs north", "an old town hall"], tasks + ["winter comes early", "the river runs north"],
+                    tasks + ["an old town hall", "winter comes early"]]
+
+    general.unlink()
+    nlp.to_disk(tmp_path / "pipeline")
+    loaded = spacy.load(tmp_path / "pipeline")
+    assert loaded.get_pipe("fill_mask").replay_docs == 2
+    with pytest.raises(SpacyMlmError, match=r"\[components.fill_mask\] replay_text = .*general.txt.*not found"):
+        loaded.get_pipe("fill_mask").update(examples, losses={})
+    with pytest.raises(SpacyMlmError, match=r"replay_docs = 3 needs .*replay_text"):
+        spacy.blank("en").add_pipe("fill_mask", config={"replay_docs": 3})

@@ -10,8 +10,9 @@ model's forward, so masked ids could only enter the shared pass through a swappe
 every listener head would then train on the masks. `mlm_share` makes the second pass cheaper instead.
 """
 
+from itertools import islice
 from pathlib import Path
-from typing import Any, Dict, Iterable, List, Optional, Sequence, Tuple, Union
+from typing import Any, Dict, Iterable, Iterator, List, Optional, Sequence, Tuple, Union
 
 import numpy
 import srsly
@@ -52,6 +53,8 @@ DEFAULT_FILL_MASK_CONFIG = {
     "mlm_rate": 0.15,
     "loss_weight": 1.0,
     "mlm_share": 1.0,
+    "replay_text": None,
+    "replay_docs": 0,
     # Whole words, round(mlm_rate * wordpieces) per window (at least one), as before the maskers were
     # shared with pretraining; now with BERT's 80/10/10 split.
     "masking": {"@misc": "spacy_mlm.SpanMasking.v1", "max_span": 1},
@@ -82,6 +85,8 @@ def make_fill_mask(
     masking: Masker,
     loss_weight: float,
     mlm_share: float,
+    replay_text: Optional[str],
+    replay_docs: int,
 ) -> "FillMask":
     """Predict `[MASK]` / `<mask>` tokens with the MLM head of the shared transformer's checkpoint.
 
@@ -97,11 +102,15 @@ def make_fill_mask(
     mlm_share (float): share of each batch's transformer windows that the MLM loss runs on (at least
         one window), drawn afresh every step from the training seed; its second encoder pass costs
         about this share of a full one. 1 masks every window.
+    replay_text (Optional[str]): a text file or directory (read as `spacy-mlm pretrain` reads text)
+        whose docs the MLM loss adds to each training batch, so that fine-tuning on task text keeps
+        the encoder's masked-token accuracy on general text. Read at the first training step only.
+    replay_docs (int): docs of replay_text added to each step's MLM batch (cycling through the text).
     """
     prepare_pipe_process()
     return FillMask(nlp, name, top_k=top_k, targets=targets, upstream=upstream, checkpoint=checkpoint,
                     mlm_rate=mlm_rate, masking=masking, loss_weight=loss_weight,
-                    mlm_share=mlm_share)
+                    mlm_share=mlm_share, replay_text=replay_text, replay_docs=replay_docs)
 
 
 class FillMask(TrainablePipe):
@@ -120,6 +129,8 @@ class FillMask(TrainablePipe):
         masking: Optional[Masker] = None,
         loss_weight: float = 1.0,
         mlm_share: float = 1.0,
+        replay_text: Optional[str] = None,
+        replay_docs: int = 0,
     ) -> None:
         if top_k < 1:
             raise SpacyMlmError(f"fill_mask top_k must be at least 1, got {top_k}: set [components.{name}] top_k = 5.")
@@ -141,6 +152,14 @@ class FillMask(TrainablePipe):
                 "(1 masks every window of the batch; mlm_rate 0 turns the MLM loss off)."
             )
         self.mlm_share = mlm_share
+        if replay_docs < 0 or (replay_docs and not replay_text):
+            raise SpacyMlmError(
+                f"fill_mask replay_docs = {replay_docs} needs replay_docs >= 0 and, when > 0, a replay_text file: set "
+                f"[components.{name}] replay_text = \"general.txt\" (or replay_docs = 0)."
+            )
+        self.replay_text = replay_text
+        self.replay_docs = replay_docs
+        self._replay_stream: Optional[Iterator[str]] = None
         self.head: Optional[MaskedLMHead] = None
         self.model: Model = PyTorchWrapper_v2(torch.nn.Identity())
         self.cfg: Dict[str, Any] = {"mask_token": None, "target_ids": None}
@@ -316,6 +335,7 @@ class FillMask(TrainablePipe):
         docs = [eg.predicted for eg in examples]
         if self.mlm_rate == 0.0 or self.loss_weight == 0.0 or not any(len(doc) for doc in docs):
             return losses
+        docs += self.replay_batch()
         dtype = self.upstream_model.attrs.get("dtype", "fp32")
         if dtype != "fp32":  # its MLM pass bypasses the transformer component, which refuses too
             from ..precision import train_in_fp32_fix
@@ -338,6 +358,27 @@ class FillMask(TrainablePipe):
             self._transformer.finish_update(sgd)
         losses[self.name] += float(loss.item())
         return losses
+
+    def replay_batch(self) -> List[Doc]:
+        """The next `replay_docs` docs of `replay_text` (starting it again when it runs out)."""
+        if not self.replay_docs:
+            return []
+        from ..pretrain.corpus import any_corpus
+
+        texts: List[str] = []
+        for _ in range(2):  # at most one restart: a text shorter than replay_docs gives what it has
+            if self._replay_stream is None:
+                try:
+                    self._replay_stream = iter(any_corpus(self.replay_text)())
+                except SpacyMlmError as e:
+                    raise SpacyMlmError(f"[components.{self.name}] replay_text = {self.replay_text!r}: {e}") from None
+            texts += islice(self._replay_stream, self.replay_docs - len(texts))
+            if len(texts) == self.replay_docs:
+                break
+            self._replay_stream = None
+        if not texts:
+            raise SpacyMlmError(f"[components.{self.name}] replay_text = {self.replay_text!r} holds no text.")
+        return [self.nlp.make_doc(text) for text in texts]
 
     def masked_batch(self, docs: List[Doc]) -> Dict[str, torch.Tensor]:
         """The upstream transformer's windows of the docs (an `mlm_share` of them, drawn uniformly),
