@@ -7,6 +7,10 @@ slow drifts of the machine hit every variant alike. NER-only = `nlp.update(..., 
 Medians over the steps after the warm-up, one JSON line per run.
 
     python bench/bench_joint.py --base-model /tmp/minilm-wiki/final --shares 1.0,0.5,0.25 --steps 50
+    python bench/bench_joint.py --base-model /tmp/minilm-wiki/final --shares 0.125 --replay-text ../shared/data/mlm/wikitext-2/valid.txt --replay-docs 4
+
+--replay-docs N adds, for each share, a variant whose MLM batch also takes N docs of --replay-text
+(fill_mask's replay_text / replay_docs).
 
 --base-model: all-MiniLM-L6-v2 with an MLM head (it ships without one, and fill_mask needs one), e.g.
 the output of the `spacy-mlm pretrain` command in BENCHMARKS.md "Joint training" (same encoder, so
@@ -50,6 +54,8 @@ def main(argv: Optional[Sequence[str]] = None) -> Dict[str, Any]:
     parser.add_argument("--warmup", type=int, default=5)
     parser.add_argument("--batch-size", type=int, default=16, help="sentences per step")
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--replay-text", default=None, help="fill_mask replay_text for the replay variants")
+    parser.add_argument("--replay-docs", type=int, default=0, help="fill_mask replay_docs of the replay variants")
     parser.add_argument("--out", type=Path, default=REPO / "bench" / "results" / "joint.jsonl")
     args = parser.parse_args(argv)
     from spacy.training import Example
@@ -62,12 +68,16 @@ def main(argv: Optional[Sequence[str]] = None) -> Dict[str, Any]:
     examples = [Example(gold_tokens_doc(nlp.vocab, ref), ref) for ref in docs]
     batches = [examples[i : i + args.batch_size] for i in range(0, len(examples), args.batch_size)]
     variants = ["ner", *(f"ner+fill_mask share={s}" for s in args.shares.split(","))]
+    if args.replay_docs:
+        variants += [f"ner+fill_mask share={s} replay={args.replay_docs}" for s in args.shares.split(",")]
+        fill_mask.replay_text = args.replay_text
     times: Dict[str, List[float]] = {v: [] for v in variants}
     for step, batch in enumerate(batches):
         for k in range(len(variants)):
             variant = variants[(step + k) % len(variants)]
             if variant != "ner":
-                fill_mask.mlm_share = float(variant.split("=")[1])
+                fill_mask.mlm_share = float(variant.split("share=")[1].split()[0])
+                fill_mask.replay_docs = args.replay_docs if "replay=" in variant else 0
             start = time.perf_counter()
             nlp.update(batch, sgd=optimizer, drop=0.1, losses={}, exclude=["fill_mask"] if variant == "ner" else [])
             times[variant].append(time.perf_counter() - start)
