@@ -36,7 +36,8 @@ def write_data(nlp, path: Path, ner=True, cats=True) -> Path:
     return path
 
 
-@pytest.mark.parametrize("name", ["ner", "textcat", "full", "full+pairs"])
+# full.cfg without pairs is what the `all` workflow trains (tests/test_main_job.py).
+@pytest.mark.parametrize("name", ["ner", "textcat", "full+pairs"])
 def test_config_trains_and_loads(name, bert_checkpoint, tmp_path):
     nlp = spacy.blank("en")
     pairs = name.endswith("+pairs")
@@ -69,4 +70,4 @@ def test_config_trains_and_loads(name, bert_checkpoint, tmp_path):
         assert doc.has_vector and -1.0 <= doc.similarity(trained("a city")) <= 1.0 + 1e-6
         # The last step's losses: similarity learns only from pairs, NER and textcat still learn beside them.
         losses = json.loads((out / "model-last" / "meta.json").read_text())["performance"]
-        assert (losses["similarity_loss"] > 0) == pairs and losses["ner_loss"] > 0 and losses["textcat_loss"] > 0
+        assert losses["similarity_loss"] > 0 and losses["ner_loss"] > 0 and losses["textcat_loss"] > 0

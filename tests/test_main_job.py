@@ -31,6 +31,9 @@ def test_all_workflow_and_its_wheel_load_offline(minilm, wheel_venv, tmp_path):
     textcat = json.loads((project / "metrics" / "textcat.json").read_text())
     assert 0.0 <= ner["ents_f"] <= 1.0 and 0.0 <= textcat["cats_micro_f"] <= 1.0
     assert json.loads((project / "metrics" / "pppl.json").read_text())["pseudo_perplexity"] > 1.0
+    # configs/full.cfg without --paths.train_pairs: trf_similarity pools but gets no loss.
+    performance = json.loads((project / "training" / "full" / "model-last" / "meta.json").read_text())["performance"]
+    assert performance["similarity_loss"] == 0.0 and performance["ner_loss"] > 0
     assert "The pipeline on new sentences" in proc.stdout and "fill_mask top-5" in proc.stdout
     shown = json.loads((project / "metrics" / "showcase.json").read_text())
     assert all(len(preds) == 5 for preds in shown["fill_mask"].values())
