@@ -1,6 +1,9 @@
 """STS-B: train trf_similarity with CoSENT through configs/similarity.cfg, and the same recipe in
 plain torch (HF AutoModel + mean pooling + sentence-transformers' CoSENT) as the reference.
 Spearman on STS-B dev. One run per call, appended to a JSONL (resumable: run the pieces apart).
+`--holdout N` trains on STS-B train minus N pairs drawn at random (fixed seed, the same N pairs for
+every run and both sides) and scores those N pairs instead of dev: choose a recipe there, then run
+it on dev (STS-B test is not available here, so dev is the only held-out report).
 
     python bench/eval_sts_train.py untrained [--data-dir ../shared/data] [--out bench/results/sts_train.jsonl]
     python bench/eval_sts_train.py spacy  [--limit N] [--epochs 1] [--batch-size 16] [--lr 2e-5] [--seed 0]
@@ -30,6 +33,8 @@ import torch
 from common import append_jsonl, data_dir, minilm_checkpoint, read_sts
 from scipy.stats import pearsonr, spearmanr
 
+from spacy_mlm.readers.sts import STS_COLUMNS, read_sts_rows
+
 REPO = Path(__file__).resolve().parent.parent
 Pair = Tuple[float, str, str]
 
@@ -39,16 +44,40 @@ def sts_paths(data: str) -> Tuple[Path, Path]:
     return root / "sts-train.csv", root / "sts-dev.csv"
 
 
-def correlations(predicted: List[float], gold: List[float]) -> Dict[str, float]:
-    return {"dev_spearman": float(spearmanr(predicted, gold).correlation), "dev_pearson": float(pearsonr(predicted, gold)[0])}
+HOLDOUT_SEED = 20261126  # fixed: every run and both sides hold out the same pairs
 
 
-def spacy_dev_scores(nlp: Any, dev_csv: Path) -> Dict[str, float]:
+def split_rows(train_csv: Path, holdout: int, limit: int) -> Tuple[List[Dict[str, Any]], List[Dict[str, Any]]]:
+    """(train rows, held-out rows) of STS-B train: `holdout` pairs drawn at random, then `limit`."""
+    rows = list(read_sts_rows(train_csv))
+    held = set(random.Random(HOLDOUT_SEED).sample(range(len(rows)), holdout)) if holdout else set()
+    train = [r for i, r in enumerate(rows) if i not in held]
+    return train[: limit or None], [r for i, r in enumerate(rows) if i in held]
+
+
+def write_sts(rows: List[Dict[str, Any]], path: Path) -> Path:
+    """Rows back into the STS Benchmark TAB format (what `spacy-mlm convert --kind sts` reads)."""
+    path.write_text("".join("\t".join(str(r[c]) for c in STS_COLUMNS) + "\n" for r in rows), encoding="utf8")
+    return path
+
+
+def eval_rows(args: argparse.Namespace) -> Tuple[List[Pair], str]:
+    """What a run is scored on: the held-out train pairs with --holdout, else STS-B dev."""
+    train_csv, dev_csv = sts_paths(args.data_dir)
+    if args.holdout:
+        return [(r["score"], r["sentence1"], r["sentence2"]) for r in split_rows(train_csv, args.holdout, 0)[1]], "holdout"
+    return read_sts(dev_csv), "dev"
+
+
+def correlations(predicted: List[float], gold: List[float], prefix: str = "dev") -> Dict[str, float]:
+    return {f"{prefix}_spearman": float(spearmanr(predicted, gold).correlation), f"{prefix}_pearson": float(pearsonr(predicted, gold)[0])}
+
+
+def spacy_scores(nlp: Any, rows: List[Pair], prefix: str) -> Dict[str, float]:
     """doc.similarity of the two sentences, each processed on its own (what a user calls)."""
-    rows = read_sts(dev_csv)
     firsts = list(nlp.pipe([r[1] for r in rows], batch_size=64))
     seconds = list(nlp.pipe([r[2] for r in rows], batch_size=64))
-    return correlations([a.similarity(b) for a, b in zip(firsts, seconds)], [r[0] for r in rows])
+    return correlations([a.similarity(b) for a, b in zip(firsts, seconds)], [r[0] for r in rows], prefix)
 
 
 def run_untrained(checkpoint: str, args: argparse.Namespace) -> Dict[str, Any]:
@@ -60,7 +89,7 @@ def run_untrained(checkpoint: str, args: argparse.Namespace) -> Dict[str, Any]:
     nlp.add_pipe("transformer", config={"model": {"name": checkpoint, "get_spans": {"@span_getters": "spacy_mlm.pair_spans.v1"}}})
     nlp.add_pipe("trf_similarity")
     nlp.initialize()
-    return spacy_dev_scores(nlp, sts_paths(args.data_dir)[1])
+    return spacy_scores(nlp, *eval_rows(args))
 
 
 def run_spacy(checkpoint: str, args: argparse.Namespace) -> Dict[str, Any]:
@@ -71,15 +100,16 @@ def run_spacy(checkpoint: str, args: argparse.Namespace) -> Dict[str, Any]:
     from spacy_mlm.convert import convert
 
     train_csv, dev_csv = sts_paths(args.data_dir)
-    n_pairs = args.limit or sum(1 for _ in read_sts(train_csv))
+    train_rows, held_rows = split_rows(train_csv, args.holdout, args.limit)
+    n_pairs = len(train_rows)
     steps = math.ceil(n_pairs / args.batch_size) * args.epochs
     with tempfile.TemporaryDirectory() as tmp:
         tmp = Path(tmp)
-        convert(train_csv, tmp / "train.spacy", "sts")
-        convert(dev_csv, tmp / "dev.spacy", "sts")
+        convert(write_sts(train_rows, tmp / "train.csv"), tmp / "train.spacy", "sts")
+        convert(write_sts(held_rows, tmp / "held.csv") if args.holdout else dev_csv, tmp / "dev.spacy", "sts")
         overrides = {
             "paths.train": str(tmp / "train.spacy"), "paths.dev": str(tmp / "dev.spacy"), "paths.base_model": checkpoint,
-            "corpora.train.limit": args.limit or 0, "training.max_epochs": args.epochs, "training.seed": args.seed,
+            "training.max_epochs": args.epochs, "training.seed": args.seed,
             "training.batcher.size": args.batch_size, "training.optimizer.learn_rate.initial_rate": args.lr,
             "training.optimizer.learn_rate.total_steps": steps,
             "training.optimizer.learn_rate.warmup_steps": round(0.1 * steps),
@@ -89,9 +119,9 @@ def run_spacy(checkpoint: str, args: argparse.Namespace) -> Dict[str, Any]:
         train(REPO / "configs" / "similarity.cfg", tmp / "out", overrides=overrides)
         seconds = time.perf_counter() - start
         best = spacy.util.load_meta(tmp / "out" / "model-best" / "meta.json")["performance"]
-        scores = spacy_dev_scores(spacy.load(tmp / "out" / "model-last"), dev_csv)
+        scores = spacy_scores(spacy.load(tmp / "out" / "model-last"), *eval_rows(args))
     return {**scores, "train_seconds": seconds, "steps": steps, "train_pairs": n_pairs,
-            "model_best_dev_spearman_during_training": best.get("similarity_spearman"),
+            "model_best_spearman_during_training": best.get("similarity_spearman"),
             "note": "dev Spearman of model-last; spaCy's Adam.v1: L2 0.01 as weight decay, grad_clip 1.0 per parameter tensor"}
 
 
@@ -117,8 +147,8 @@ def run_torch(checkpoint: str, args: argparse.Namespace) -> Dict[str, Any]:
     from transformers import AutoModel, AutoTokenizer, get_linear_schedule_with_warmup
 
     torch.manual_seed(args.seed)
-    train_csv, dev_csv = sts_paths(args.data_dir)
-    train_rows: List[Pair] = read_sts(train_csv)[: args.limit or None]
+    train_rows: List[Pair] = [(r["score"], r["sentence1"], r["sentence2"])
+                              for r in split_rows(sts_paths(args.data_dir)[0], args.holdout, args.limit)[0]]
     tok, model = AutoTokenizer.from_pretrained(checkpoint), AutoModel.from_pretrained(checkpoint)
     steps = math.ceil(len(train_rows) / args.batch_size) * args.epochs
     no_decay = ("bias", "LayerNorm.weight")
@@ -146,11 +176,11 @@ def run_torch(checkpoint: str, args: argparse.Namespace) -> Dict[str, Any]:
             optimizer.zero_grad()
     seconds = time.perf_counter() - start
     model.eval()
-    dev = read_sts(dev_csv)
+    dev, prefix = eval_rows(args)
     with torch.no_grad():
         vecs = [torch.cat([mean_pool(model, tok, [r[k] for r in dev[i : i + 64]]) for i in range(0, len(dev), 64)]) for k in (1, 2)]
     cos = torch.nn.functional.cosine_similarity(vecs[0], vecs[1], dim=-1).tolist()
-    return {**correlations(cos, [r[0] for r in dev]), "train_seconds": seconds, "steps": steps, "train_pairs": len(train_rows)}
+    return {**correlations(cos, [r[0] for r in dev], prefix), "train_seconds": seconds, "steps": steps, "train_pairs": len(train_rows)}
 
 
 def main() -> None:
@@ -159,6 +189,7 @@ def main() -> None:
     parser.add_argument("--data-dir", default=None)
     parser.add_argument("--checkpoint", default=None)
     parser.add_argument("--limit", type=int, default=0, help="train on the first N pairs (0: all 5,749)")
+    parser.add_argument("--holdout", type=int, default=0, help="hold out N random train pairs and score them instead of dev")
     parser.add_argument("--epochs", type=int, default=1)
     parser.add_argument("--batch-size", type=int, default=16)
     parser.add_argument("--lr", type=float, default=2e-5)
@@ -173,7 +204,7 @@ def main() -> None:
     result = run(checkpoint, args)
     commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=REPO, capture_output=True, text=True).stdout.strip()
     row = {"what": args.what, "checkpoint": Path(checkpoint).parent.name if checkpoint.endswith("model") else checkpoint,
-           "epochs": args.epochs, "batch_size": args.batch_size, "lr": args.lr, "seed": args.seed, "limit": args.limit,
+           "epochs": args.epochs, "batch_size": args.batch_size, "lr": args.lr, "seed": args.seed, "limit": args.limit, "holdout": args.holdout,
            "threads": torch.get_num_threads(), "commit": commit, "date": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
            **result}
     append_jsonl(args.out, row)
