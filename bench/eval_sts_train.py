@@ -55,6 +55,10 @@ def split_rows(train_csv: Path, holdout: int, limit: int) -> Tuple[List[Dict[str
     return train[: limit or None], [r for i, r in enumerate(rows) if i in held]
 
 
+def as_pairs(rows: List[Dict[str, Any]]) -> List[Pair]:
+    return [(r["score"], r["sentence1"], r["sentence2"]) for r in rows]
+
+
 def write_sts(rows: List[Dict[str, Any]], path: Path) -> Path:
     """Rows back into the STS Benchmark TAB format (what `spacy-mlm convert --kind sts` reads)."""
     path.write_text("".join("\t".join(str(r[c]) for c in STS_COLUMNS) + "\n" for r in rows), encoding="utf8")
@@ -65,7 +69,7 @@ def eval_rows(args: argparse.Namespace) -> Tuple[List[Pair], str]:
     """What a run is scored on: the held-out train pairs with --holdout, else STS-B dev."""
     train_csv, dev_csv = sts_paths(args.data_dir)
     if args.holdout:
-        return [(r["score"], r["sentence1"], r["sentence2"]) for r in split_rows(train_csv, args.holdout, 0)[1]], "holdout"
+        return as_pairs(split_rows(train_csv, args.holdout, 0)[1]), "holdout"
     return read_sts(dev_csv), "dev"
 
 
@@ -122,7 +126,7 @@ def run_spacy(checkpoint: str, args: argparse.Namespace) -> Dict[str, Any]:
         scores = spacy_scores(spacy.load(tmp / "out" / "model-last"), *eval_rows(args))
     return {**scores, "train_seconds": seconds, "steps": steps, "train_pairs": n_pairs,
             "model_best_spearman_during_training": best.get("similarity_spearman"),
-            "note": "dev Spearman of model-last; spaCy's Adam.v1: L2 0.01 as weight decay, grad_clip 1.0 per parameter tensor"}
+            "note": "scores of model-last; spaCy's Adam.v1: L2 0.01 as weight decay, grad_clip 1.0 per parameter tensor"}
 
 
 # -- the reference: sentence-transformers' CoSENT recipe in plain torch ---------------------------
@@ -147,8 +151,7 @@ def run_torch(checkpoint: str, args: argparse.Namespace) -> Dict[str, Any]:
     from transformers import AutoModel, AutoTokenizer, get_linear_schedule_with_warmup
 
     torch.manual_seed(args.seed)
-    train_rows: List[Pair] = [(r["score"], r["sentence1"], r["sentence2"])
-                              for r in split_rows(sts_paths(args.data_dir)[0], args.holdout, args.limit)[0]]
+    train_rows = as_pairs(split_rows(sts_paths(args.data_dir)[0], args.holdout, args.limit)[0])
     tok, model = AutoTokenizer.from_pretrained(checkpoint), AutoModel.from_pretrained(checkpoint)
     steps = math.ceil(len(train_rows) / args.batch_size) * args.epochs
     no_decay = ("bias", "LayerNorm.weight")
