@@ -5,9 +5,13 @@ One pipeline, one optimizer; every step runs each variant on the same batch of W
 sentences (gold tokens), the variants' order rotating from step to step (A/B/C, B/C/A, ...), so
 slow drifts of the machine hit every variant alike. NER-only = `nlp.update(..., exclude=["fill_mask"])`.
 Medians over the steps after the warm-up, one JSON line per run.
+--every K adds, for each share, a variant with fill_mask's `mlm_every` K (one MLM pass every K-th
+step over the last K batches); then every variant's time is the median over blocks of K steps of the
+block's mean step time (each block holds one MLM pass), and the warm-up is rounded up to whole blocks.
 
     python bench/bench_joint.py --base-model /tmp/minilm-wiki/final --shares 1.0,0.5,0.25 --steps 50
     python bench/bench_joint.py --base-model /tmp/minilm-wiki/final --shares 0.125 --replay-text ../shared/data/mlm/wikitext-2/valid.txt --replay-docs 4
+    python bench/bench_joint.py --base-model /work/models/minilm-wiki/final --shares 0.125 --every 4 --replay-text ../shared/data/mlm/wikitext-2/valid.txt --replay-docs 4 --steps 44 --warmup 4
 
 --replay-docs N adds, for each share, a variant whose MLM batch also takes N docs of --replay-text
 (fill_mask's replay_text / replay_docs).
@@ -56,6 +60,7 @@ def main(argv: Optional[Sequence[str]] = None) -> Dict[str, Any]:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--replay-text", default=None, help="fill_mask replay_text for the replay variants")
     parser.add_argument("--replay-docs", type=int, default=0, help="fill_mask replay_docs of the replay variants")
+    parser.add_argument("--every", type=int, default=1, help="also time each variant with fill_mask mlm_every K")
     parser.add_argument("--out", type=Path, default=REPO / "bench" / "results" / "joint.jsonl")
     args = parser.parse_args(argv)
     from spacy.training import Example
@@ -67,10 +72,15 @@ def main(argv: Optional[Sequence[str]] = None) -> Dict[str, Any]:
     fill_mask = nlp.get_pipe("fill_mask")
     examples = [Example(gold_tokens_doc(nlp.vocab, ref), ref) for ref in docs]
     batches = [examples[i : i + args.batch_size] for i in range(0, len(examples), args.batch_size)]
-    variants = ["ner", *(f"ner+fill_mask share={s}" for s in args.shares.split(","))]
+    shares = args.shares.split(",")
+    variants = ["ner", *(f"ner+fill_mask share={s}" for s in shares)]
     if args.replay_docs:
-        variants += [f"ner+fill_mask share={s} replay={args.replay_docs}" for s in args.shares.split(",")]
+        variants += [f"ner+fill_mask share={s} replay={args.replay_docs}" for s in shares]
         fill_mask.replay_text = args.replay_text
+    if args.every > 1:
+        variants += [f"{v} every={args.every}" for v in variants if v != "ner"]
+    # One fill_mask serves every variant: each keeps its own docs waiting for its next MLM pass.
+    pending = {v: ([], 0) for v in variants}
     times: Dict[str, List[float]] = {v: [] for v in variants}
     for step, batch in enumerate(batches):
         for k in range(len(variants)):
@@ -78,23 +88,35 @@ def main(argv: Optional[Sequence[str]] = None) -> Dict[str, Any]:
             if variant != "ner":
                 fill_mask.mlm_share = float(variant.split("share=")[1].split()[0])
                 fill_mask.replay_docs = args.replay_docs if "replay=" in variant else 0
+                fill_mask.mlm_every = int(variant.split("every=")[1]) if "every=" in variant else 1
+                fill_mask._pending, fill_mask._pending_updates = pending[variant]
             start = time.perf_counter()
             nlp.update(batch, sgd=optimizer, drop=0.1, losses={}, exclude=["fill_mask"] if variant == "ner" else [])
             times[variant].append(time.perf_counter() - start)
+            pending[variant] = (fill_mask._pending, fill_mask._pending_updates)
         print(f"step {step}: " + ", ".join(f"{v} {times[v][-1]:.3f}s" for v in variants), file=sys.stderr)
-    ner = statistics.median(times["ner"][args.warmup :])
+    block = args.every  # each block of `every` steps holds one MLM pass of every variant
+    warmup = -(-args.warmup // block) * block
+
+    def block_means(ts: List[float]) -> List[float]:
+        timed = ts[warmup:]
+        return [statistics.mean(timed[i : i + block]) for i in range(0, len(timed) - block + 1, block)]
+
+    ner = statistics.median(block_means(times["ner"]))
     results = {}
     for variant, ts in times.items():
-        median = statistics.median(ts[args.warmup :])
+        means = block_means(ts)
+        median = statistics.median(means)
         results[variant] = {"median_s": round(median, 4), "ratio_to_ner": round(median / ner, 3),
-                            "min_s": round(min(ts[args.warmup :]), 4), "max_s": round(max(ts[args.warmup :]), 4)}
+                            "min_s": round(min(means), 4), "max_s": round(max(means), 4), "blocks": len(means)}
     row = {"bench": "joint_step_time", "base_model": base_model, "batch_size": args.batch_size,
-           "steps": len(batches), "warmup": args.warmup, "seed": args.seed, "torch_threads": torch.get_num_threads(),
+           "steps": len(batches), "warmup": warmup, "block_steps": block, "seed": args.seed,
+           "torch_threads": torch.get_num_threads(),
            "words_per_step": round(sum(len(eg.reference) for eg in examples) / len(batches), 1), "results": results,
            "command": " ".join(["python", "bench/bench_joint.py", *(argv if argv is not None else sys.argv[1:])])}
     append_jsonl(args.out, row)
     for variant, r in results.items():
-        print(f"{variant:28} {r['median_s']:.3f} s/step  {r['ratio_to_ner']:.2f}x")
+        print(f"{variant:44} {r['median_s']:.3f} s/step  {r['ratio_to_ner']:.2f}x")
     return row
 
 

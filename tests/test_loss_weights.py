@@ -148,3 +148,58 @@ def test_fill_mask_replay_adds_general_text_to_the_mlm_batch(no_dropout_checkpoi
         loaded.get_pipe("fill_mask").update(examples, losses={})
     with pytest.raises(SpacyMlmError, match=r"replay_docs = 3 needs .*replay_text"):
         spacy.blank("en").add_pipe("fill_mask", config={"replay_docs": 3})
+
+
+def every_pipeline(checkpoint, every: int, **config):
+    spacy.util.fix_random_seed(0)
+    nlp = spacy.blank("en")
+    nlp.add_pipe("transformer", config={"model": {"name": str(checkpoint)}})
+    nlp.add_pipe("fill_mask", config={"mlm_rate": 0.3, "mlm_every": every, **config})
+    nlp.initialize()
+    return nlp
+
+
+def test_fill_mask_mlm_every_sums_k_steps_in_one_pass(no_dropout_checkpoint):
+    """mlm_every 2: the first update adds no gradient and no loss; the second runs one pass over
+    both batches' docs whose gradient is twice that of an every-update pass over the same docs with
+    the same masks (the sum of two steps' mean-loss gradients), and reports that pass's loss."""
+    nlp, reference = every_pipeline(no_dropout_checkpoint, 2), every_pipeline(no_dropout_checkpoint, 1)
+    first = [Example(d, d) for d in (nlp.make_doc(t) for t, _ in NER_DATA)]
+    second = [Example(d, d) for d in (nlp.make_doc(t) for t, _ in CAT_DATA)]
+    fill_mask = nlp.get_pipe("fill_mask")
+    state = fill_mask._generator.get_state()
+    assert fill_mask.update(first, losses={}) == {"fill_mask": 0.0}
+    assert encoder_grad(nlp).abs().sum() == 0
+    loss = fill_mask.update(second, losses={})["fill_mask"]
+    g2 = encoder_grad(nlp)
+    ref_fill_mask = reference.get_pipe("fill_mask")
+    ref_fill_mask._generator.set_state(state)
+    ref_loss = ref_fill_mask.update(first + second, losses={})["fill_mask"]
+    g1 = encoder_grad(reference)
+    assert g1.abs().sum() > 0 and loss == pytest.approx(ref_loss, rel=1e-5)
+    torch.testing.assert_close(g2, 2 * g1, rtol=1e-4, atol=1e-5 * float(g1.abs().max()))
+    # The cycle starts again: the third update waits, the fourth runs.
+    assert fill_mask.update(first, losses={})["fill_mask"] == 0.0
+    assert fill_mask.update(second, losses={})["fill_mask"] > 0
+
+
+def test_fill_mask_mlm_every_takes_k_times_the_replay_docs(no_dropout_checkpoint, tmp_path, monkeypatch):
+    general = tmp_path / "general.txt"
+    general.write_text("the river runs north\nan old town hall\nwinter comes early\n", encoding="utf8")
+    nlp = every_pipeline(no_dropout_checkpoint, 3, replay_text=str(general), replay_docs=1)
+    fill_mask = nlp.get_pipe("fill_mask")
+    seen = []
+    masked_batch = fill_mask.masked_batch
+    monkeypatch.setattr(fill_mask, "masked_batch", lambda docs: seen.append([d.text for d in docs]) or masked_batch(docs))
+    batches = [[Example(nlp.make_doc(t), nlp.make_doc(t))] for t, _ in NER_DATA[:3]]
+    for batch in batches:
+        fill_mask.update(batch, losses={})
+    assert seen == [[t for t, _ in NER_DATA[:3]] + ["the river runs north", "an old town hall", "winter comes early"]]
+
+
+@pytest.mark.parametrize("every", [0, -2, 1.5])
+def test_fill_mask_mlm_every_rejects_values_below_one(every):
+    with pytest.raises(SpacyMlmError, match=r"mlm_every must be a whole number >= 1.*\[components.fill_mask\] mlm_every"):
+        from spacy_mlm.pipes.fill_mask import FillMask
+
+        FillMask(spacy.blank("en"), mlm_every=every)

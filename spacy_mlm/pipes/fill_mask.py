@@ -7,7 +7,8 @@ training docs through the shared transformer, so head and encoder stay in step w
 encoder is fine-tuned for other tasks.
 That loss needs a second encoder pass: spacy-transformers tokenizes the docs' text inside its
 model's forward, so masked ids could only enter the shared pass through a swapped tokenizer, and
-every listener head would then train on the masks. `mlm_share` makes the second pass cheaper instead.
+every listener head would then train on the masks. `mlm_share` and `mlm_every` make the second pass
+cheaper instead.
 """
 
 from itertools import islice
@@ -53,6 +54,7 @@ DEFAULT_FILL_MASK_CONFIG = {
     "mlm_rate": 0.15,
     "loss_weight": 1.0,
     "mlm_share": 1.0,
+    "mlm_every": 1,
     "replay_text": None,
     "replay_docs": 0,
     # Whole words, round(mlm_rate * wordpieces) per window (at least one), as before the maskers were
@@ -87,6 +89,7 @@ def make_fill_mask(
     mlm_share: float,
     replay_text: Optional[str],
     replay_docs: int,
+    mlm_every: int,
 ) -> "FillMask":
     """Predict `[MASK]` / `<mask>` tokens with the MLM head of the shared transformer's checkpoint.
 
@@ -102,6 +105,10 @@ def make_fill_mask(
     mlm_share (float): share of each batch's transformer windows that the MLM loss runs on (at least
         one window), drawn afresh every step from the training seed; its second encoder pass costs
         about this share of a full one. 1 masks every window.
+    mlm_every (int): run the MLM pass on every k-th update only, over the windows of the last k
+        batches (mlm_share of them, and k * replay_docs replay docs) with the loss times k: the MLM
+        gradient of k steps, summed, in one pass, which pays the pass's fixed cost once per k steps.
+        1 runs it every update.
     replay_text (Optional[str]): a text file or directory (read as `spacy-mlm pretrain` reads text)
         whose docs the MLM loss adds to each training batch, so that fine-tuning on task text keeps
         the encoder's masked-token accuracy on general text. Read at the first training step only.
@@ -110,7 +117,7 @@ def make_fill_mask(
     prepare_pipe_process()
     return FillMask(nlp, name, top_k=top_k, targets=targets, upstream=upstream, checkpoint=checkpoint,
                     mlm_rate=mlm_rate, masking=masking, loss_weight=loss_weight,
-                    mlm_share=mlm_share, replay_text=replay_text, replay_docs=replay_docs)
+                    mlm_share=mlm_share, replay_text=replay_text, replay_docs=replay_docs, mlm_every=mlm_every)
 
 
 class FillMask(TrainablePipe):
@@ -131,6 +138,7 @@ class FillMask(TrainablePipe):
         mlm_share: float = 1.0,
         replay_text: Optional[str] = None,
         replay_docs: int = 0,
+        mlm_every: int = 1,
     ) -> None:
         if top_k < 1:
             raise SpacyMlmError(f"fill_mask top_k must be at least 1, got {top_k}: set [components.{name}] top_k = 5.")
@@ -159,6 +167,14 @@ class FillMask(TrainablePipe):
             )
         self.replay_text = replay_text
         self.replay_docs = replay_docs
+        if isinstance(mlm_every, bool) or not isinstance(mlm_every, int) or mlm_every < 1:
+            raise SpacyMlmError(
+                f"fill_mask mlm_every must be a whole number >= 1, got {mlm_every!r}: set [components.{name}] mlm_every "
+                "(1 runs the MLM pass every update; 4 every fourth update, over the last four batches)."
+            )
+        self.mlm_every = mlm_every
+        self._pending: List[Doc] = []  # docs of the updates since the last MLM pass
+        self._pending_updates = 0
         self._replay_stream: Optional[Iterator[str]] = None
         self.head: Optional[MaskedLMHead] = None
         self.model: Model = PyTorchWrapper_v2(torch.nn.Identity())
@@ -230,6 +246,7 @@ class FillMask(TrainablePipe):
         self._set_head(head)
         # Masking draws follow the training seed (spaCy seeds torch in fix_random_seed).
         self._generator.manual_seed(int(torch.randint(2**62, ())))
+        self._pending, self._pending_updates = [], 0
 
     def _set_head(self, head: MaskedLMHead) -> None:
         """Install a head and resolve what it reads, once: the upstream component and its mask id."""
@@ -329,13 +346,20 @@ class FillMask(TrainablePipe):
         """MLM loss on masked copies of the docs' transformer windows, times loss_weight, backpropagated
         into the head and the shared transformer's encoder (its own dropout, from the checkpoint's
         config, applies). `losses` gets the unweighted loss.
+        With mlm_every = k, the docs wait for the k-th update, which runs one pass over the k batches'
+        docs with the loss times k (the sum of k steps' gradients); the other updates add nothing.
         The transformer applies its gradients in its own finish_update."""
         losses = {} if losses is None else losses
         losses.setdefault(self.name, 0.0)
         docs = [eg.predicted for eg in examples]
         if self.mlm_rate == 0.0 or self.loss_weight == 0.0 or not any(len(doc) for doc in docs):
             return losses
-        docs += self.replay_batch()
+        self._pending += docs
+        self._pending_updates += 1
+        if self._pending_updates < self.mlm_every:
+            return losses
+        docs, self._pending, self._pending_updates = self._pending, [], 0
+        docs += self.replay_batch(self.replay_docs * self.mlm_every)
         dtype = self.upstream_model.attrs.get("dtype", "fp32")
         if dtype != "fp32":  # its MLM pass bypasses the transformer component, which refuses too
             from ..precision import train_in_fp32_fix
@@ -352,28 +376,28 @@ class FillMask(TrainablePipe):
                          attention_mask=batch["attention_mask"].to(device)).last_hidden_state
         logits = head(hidden[predicted.to(device)])
         loss = self.get_loss(examples, (logits, batch["labels"][predicted].to(device)))
-        (loss * self.loss_weight).backward()
+        (loss * (self.loss_weight * self.mlm_every)).backward()
         if sgd is not None:
             self.finish_update(sgd)
             self._transformer.finish_update(sgd)
         losses[self.name] += float(loss.item())
         return losses
 
-    def replay_batch(self) -> List[Doc]:
-        """The next `replay_docs` docs of `replay_text` (starting it again when it runs out)."""
-        if not self.replay_docs:
+    def replay_batch(self, n_docs: int) -> List[Doc]:
+        """The next `n_docs` docs of `replay_text` (starting it again when it runs out)."""
+        if not n_docs:
             return []
         from ..pretrain.corpus import any_corpus
 
         texts: List[str] = []
-        for _ in range(2):  # at most one restart: a text shorter than replay_docs gives what it has
+        for _ in range(2):  # at most one restart: a text shorter than n_docs gives what it has
             if self._replay_stream is None:
                 try:
                     self._replay_stream = iter(any_corpus(self.replay_text)())
                 except SpacyMlmError as e:
                     raise SpacyMlmError(f"[components.{self.name}] replay_text = {self.replay_text!r}: {e}") from None
-            texts += islice(self._replay_stream, self.replay_docs - len(texts))
-            if len(texts) == self.replay_docs:
+            texts += islice(self._replay_stream, n_docs - len(texts))
+            if len(texts) == n_docs:
                 break
             self._replay_stream = None
         if not texts:
