@@ -68,7 +68,9 @@ def main(argv: Optional[Sequence[str]] = None) -> List[Dict[str, Any]]:
                         "'components.ner={\"factory\":\"trf_ner\",\"head_lr_scale\":10}' (repeatable)")
     parser.add_argument("--skip-before", action="store_true",
                         help="do not score the base model (already in the JSONL): one piece of a resumable sweep")
-    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--seed", type=int, default=0, help="training seed (spaCy's [system] seed)")
+    parser.add_argument("--mask-seed", type=int, default=0,
+                        help="the held-out texts' masks: one draw for every model and training seed")
     parser.add_argument("--gpu-id", type=int, default=-1)
     parser.add_argument("--out", type=Path, default=None, help="append the results as one JSON line")
     args = parser.parse_args(argv)
@@ -86,7 +88,7 @@ def main(argv: Optional[Sequence[str]] = None) -> List[Dict[str, Any]]:
         out: Dict[str, float] = {}
         scorer = load_scorer(model)  # once for every held-out text
         for name, texts in heldouts.items():
-            acc = masked_token_accuracy(scorer, texts, seed=args.seed)
+            acc = masked_token_accuracy(scorer, texts, seed=args.mask_seed)
             suffix = "" if name == "wikitext2_test" else f"_{name}"
             out.update({f"masked_token_accuracy{suffix}": acc["masked_token_accuracy"],
                         f"masked_tokens{suffix}": acc["masked_tokens"]})
@@ -105,7 +107,9 @@ def main(argv: Optional[Sequence[str]] = None) -> List[Dict[str, Any]]:
         row = {"model": f"after NER, fill_mask mlm_rate={rate}", **after, **ner}
         print(json.dumps(row), file=sys.stderr)
         rows.append(row)
-    append_jsonl(args.out, {"base_model": str(args.base_model), "set": args.set, "rows": rows})
+    append_jsonl(args.out, {"base_model": str(args.base_model), "set": args.set, "seed": args.seed,
+                            "mask_seed": args.mask_seed, "rows": rows,
+                            "command": " ".join(["python", "bench/eval_mlm_drift.py", *(argv if argv is not None else sys.argv[1:])])})
     print(json.dumps(rows, indent=2))
     return rows
 
