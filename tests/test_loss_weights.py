@@ -203,3 +203,39 @@ def test_fill_mask_mlm_every_rejects_values_below_one(every):
         from spacy_mlm.pipes.fill_mask import FillMask
 
         FillMask(spacy.blank("en"), mlm_every=every)
+
+
+def test_length_groups_split_only_where_padding_costs_more_than_a_call():
+    from spacy_mlm.pipes._mlm_batch import length_groups
+
+    assert length_groups([]) == []
+    assert length_groups([30, 41, 35]) == [[0, 1, 2]]  # alike: one call, the batch as it is
+    mixed = [150, 30, 32, 149, 28, 31, 150, 29, 33, 30]  # 3 replay windows among 7 tweets
+    assert length_groups(mixed) == [[1, 2, 4, 5, 7, 8, 9], [0, 3, 6]]
+    assert length_groups(mixed, call_cost=10_000) == [list(range(10))]
+    assert length_groups([100, 10, 200, 20], call_cost=0) == [[1], [3], [0], [2]]
+
+
+def test_fill_mask_length_groups_give_the_one_padded_pass_loss_and_gradient(no_dropout_checkpoint):
+    """A long doc among short ones: the MLM pass runs in length groups, with the same loss and
+    encoder gradient as one forward over the whole padded batch."""
+    nlp = every_pipeline(no_dropout_checkpoint, 1)
+    fill_mask = nlp.get_pipe("fill_mask")
+    long_text = " ".join(t for t, _ in NER_DATA + CAT_DATA) * 2
+    examples = [Example(d, d) for d in (nlp.make_doc(t) for t in [long_text] + [t for t, _ in NER_DATA])]
+    state = fill_mask._generator.get_state()
+    batch = fill_mask.masked_batch([eg.predicted for eg in examples])
+    from spacy_mlm.pipes._mlm_batch import length_groups
+
+    assert len(length_groups(batch["attention_mask"].sum(1).tolist())) == 2
+    predicted = batch["labels"] != -100
+    encoder = fill_mask.upstream_model.transformer
+    encoder.train()
+    hidden = encoder(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).last_hidden_state
+    expected = torch.nn.functional.cross_entropy(fill_mask.tied_head()(hidden[predicted]), batch["labels"][predicted])
+    expected.backward()
+    g1 = encoder_grad(nlp)
+    fill_mask._generator.set_state(state)
+    loss = fill_mask.update(examples, losses={})["fill_mask"]
+    assert loss == pytest.approx(expected.item(), rel=1e-5)
+    torch.testing.assert_close(encoder_grad(nlp), g1, rtol=1e-4, atol=1e-5 * float(g1.abs().max()))

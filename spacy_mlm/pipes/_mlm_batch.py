@@ -1,7 +1,8 @@
 """fill_mask's training batch: the transformer's windows of the docs, tokenized and masked by the
 masking functions of pretraining (`spacy_mlm.TokenMasking.v1`, `WholeWordMasking.v1`, `SpanMasking.v1`)."""
 
-from typing import Dict, List
+import math
+from typing import Dict, List, Sequence
 
 import torch
 from spacy.tokens import Span
@@ -37,3 +38,28 @@ def masked_batch(spans: List[Span], tokenizer, masker: Masker, generator: torch.
     inputs, labels = masker(batch["input_ids"], batch["special"], words, mask_token_id=tokenizer.mask_token_id,
                             vocab_size=len(tokenizer), generator=generator)
     return {"input_ids": inputs, "attention_mask": batch["attention_mask"], "labels": labels}
+
+
+# What one more encoder call costs, in padded wordpieces: the per-call overhead of the encoder's many
+# small ops (an estimate, not tuned: the split below pays off well beyond it).
+CALL_COST_PIECES = 128
+
+
+def length_groups(lengths: Sequence[int], call_cost: int = CALL_COST_PIECES) -> List[List[int]]:
+    """Row indices in groups of similar length (shortest group first), each to run through the
+    encoder padded to its own longest row: the split of the length-sorted rows with the fewest
+    padded wordpieces plus `call_cost` per group. One group when lengths are alike; short task
+    windows and long replay windows padded to one length would waste most of the pass on padding."""
+    order = sorted(range(len(lengths)), key=lambda i: lengths[i])
+    ordered = [lengths[i] for i in order]
+    best, cut = [0.0] + [math.inf] * len(order), [0] * (len(order) + 1)
+    for end in range(1, len(order) + 1):  # best[end]: the cheapest split of the `end` shortest rows
+        for start in range(end):
+            cost = best[start] + call_cost + (end - start) * ordered[end - 1]
+            if cost < best[end]:
+                best[end], cut[end] = cost, start
+    groups, end = [], len(order)
+    while end:  # rows keep the batch's order within a group: one group is the batch as it was
+        groups.append(sorted(order[cut[end] : end]))
+        end = cut[end]
+    return groups[::-1]

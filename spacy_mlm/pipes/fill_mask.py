@@ -39,7 +39,7 @@ from ..pretrain.masking import IGNORE_INDEX, Masker, span_masking
 from ..util import IN_PLACE_HINT, atomic_write_bytes, disk_writes
 from ._fill_mask_lookup import mask_hidden_states, mask_starts, target_ids
 from ._fill_mask_parts import from_parts, read_parts, to_parts, unpack_parts
-from ._mlm_batch import masked_batch
+from ._mlm_batch import length_groups, masked_batch
 from ._runtime import prepare_pipe_process
 from ._upstream import get_upstream_transformer, require_trf_data
 
@@ -372,10 +372,18 @@ class FillMask(TrainablePipe):
             return losses
         encoder, device = self.upstream_model.transformer, head.decoder_weight.device
         encoder.train()  # spacy-transformers puts it back in eval mode for prediction
-        hidden = encoder(input_ids=batch["input_ids"].to(device),
-                         attention_mask=batch["attention_mask"].to(device)).last_hidden_state
-        logits = head(hidden[predicted.to(device)])
-        loss = self.get_loss(examples, (logits, batch["labels"][predicted].to(device)))
+        lengths = batch["attention_mask"].sum(dim=1).tolist()
+        logits, labels = [], []
+        for rows in length_groups(lengths):  # each group padded to its own longest row (right padding)
+            index, width = torch.tensor(rows), max(lengths[row] for row in rows)
+            hit = predicted[index, :width]
+            if not hit.any():
+                continue
+            hidden = encoder(input_ids=batch["input_ids"][index, :width].to(device),
+                             attention_mask=batch["attention_mask"][index, :width].to(device)).last_hidden_state
+            logits.append(head(hidden[hit.to(device)]))
+            labels.append(batch["labels"][index, :width][hit])
+        loss = self.get_loss(examples, (torch.cat(logits), torch.cat(labels).to(device)))
         (loss * (self.loss_weight * self.mlm_every)).backward()
         if sgd is not None:
             self.finish_update(sgd)
