@@ -4,7 +4,8 @@ alone against the same pipeline with fill_mask's MLM loss (mlm_rate 0.15) at sev
 One pipeline, one optimizer; every step runs each variant on the same batch of WNUT-17 training
 sentences (gold tokens), the variants' order rotating from step to step (A/B/C, B/C/A, ...), so
 slow drifts of the machine hit every variant alike. NER-only = `nlp.update(..., exclude=["fill_mask"])`.
-Medians over the steps after the warm-up, one JSON line per run.
+Medians over the steps after the warm-up, one JSON line per run; beside the ratio of medians, the
+median of each step's (block's) time over NER-only's on the same batch, and the ratio of total times.
 --every K adds, for each share, a variant with fill_mask's `mlm_every` K (one MLM pass every K-th
 step over the last K batches); then every variant's time is the median over blocks of K steps of the
 block's mean step time (each block holds one MLM pass), and the warm-up is rounded up to whole blocks.
@@ -102,12 +103,17 @@ def main(argv: Optional[Sequence[str]] = None) -> Dict[str, Any]:
         timed = ts[warmup:]
         return [statistics.mean(timed[i : i + block]) for i in range(0, len(timed) - block + 1, block)]
 
-    ner = statistics.median(block_means(times["ner"]))
+    ner_means = block_means(times["ner"])
+    ner = statistics.median(ner_means)
     results = {}
     for variant, ts in times.items():
         means = block_means(ts)
         median = statistics.median(means)
+        # Each block's time over NER-only's in the same block: the pairs ran side by side.
+        paired = [m / n for m, n in zip(means, ner_means)]
         results[variant] = {"median_s": round(median, 4), "ratio_to_ner": round(median / ner, 3),
+                            "paired_ratio_median": round(statistics.median(paired), 3),
+                            "total_time_ratio": round(sum(ts[warmup:]) / sum(times["ner"][warmup:]), 3),
                             "min_s": round(min(means), 4), "max_s": round(max(means), 4), "blocks": len(means)}
     row = {"bench": "joint_step_time", "base_model": base_model, "batch_size": args.batch_size,
            "steps": len(batches), "warmup": warmup, "block_steps": block, "seed": args.seed,
@@ -116,7 +122,8 @@ def main(argv: Optional[Sequence[str]] = None) -> Dict[str, Any]:
            "command": " ".join(["python", "bench/bench_joint.py", *(argv if argv is not None else sys.argv[1:])])}
     append_jsonl(args.out, row)
     for variant, r in results.items():
-        print(f"{variant:44} {r['median_s']:.3f} s/step  {r['ratio_to_ner']:.2f}x")
+        print(f"{variant:44} {r['median_s']:.3f} s/step  {r['ratio_to_ner']:.2f}x  (paired blocks {r['paired_ratio_median']:.2f}x,"
+              f" total time {r['total_time_ratio']:.2f}x)")
     return row
 
 
