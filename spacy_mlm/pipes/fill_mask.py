@@ -108,7 +108,7 @@ def make_fill_mask(
     mlm_every (int): run the MLM pass on every k-th update only, over the windows of the last k
         batches (mlm_share of them, and k * replay_docs replay docs) with the loss times k: the MLM
         gradient of k steps, summed, in one pass, which pays the pass's fixed cost once per k steps.
-        1 runs it every update.
+        1 runs it every update. A run's last updates short of a multiple of k add no MLM loss.
     replay_text (Optional[str]): a text file or directory (read as `spacy-mlm pretrain` reads text)
         whose docs the MLM loss adds to each training batch, so that fine-tuning on task text keeps
         the encoder's masked-token accuracy on general text. Read at the first training step only.
