@@ -100,6 +100,9 @@ def test_training_a_reduced_pipeline_names_the_fix(fp32_pipeline):
         nlp.update(examples, sgd=nlp.create_optimizer())
     with pytest.raises(SpacyMlmError, match="train the fp32 pipeline|Train .* the fp32 pipeline"):
         nlp.get_pipe("fill_mask").update([Example.from_dict(nlp.make_doc(TEXTS[2]), {})])
+    nlp.get_pipe("fill_mask").mlm_every = 4  # at the first update, not at the pass of the fourth
+    with pytest.raises(SpacyMlmError, match="train the fp32 pipeline|Train .* the fp32 pipeline"):
+        nlp.get_pipe("fill_mask").update([Example.from_dict(nlp.make_doc(TEXTS[2]), {})])
     with pytest.raises(SpacyMlmError, match="already int8"):
         quantize_pipeline(nlp, "bf16")
 

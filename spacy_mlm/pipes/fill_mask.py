@@ -354,17 +354,17 @@ class FillMask(TrainablePipe):
         docs = [eg.predicted for eg in examples]
         if self.mlm_rate == 0.0 or self.loss_weight == 0.0 or not any(len(doc) for doc in docs):
             return losses
+        dtype = self.upstream_model.attrs.get("dtype", "fp32")
+        if dtype != "fp32":  # its MLM pass bypasses the transformer component, which refuses too
+            from ..precision import train_in_fp32_fix
+
+            raise SpacyMlmError(train_in_fp32_fix(dtype))
         self._pending += docs
         self._pending_updates += 1
         if self._pending_updates < self.mlm_every:
             return losses
         docs, self._pending, self._pending_updates = self._pending, [], 0
         docs += self.replay_batch(self.replay_docs * self.mlm_every)
-        dtype = self.upstream_model.attrs.get("dtype", "fp32")
-        if dtype != "fp32":  # its MLM pass bypasses the transformer component, which refuses too
-            from ..precision import train_in_fp32_fix
-
-            raise SpacyMlmError(train_in_fp32_fix(dtype))
         head = self.tied_head()
         batch = self.masked_batch(docs)
         predicted = batch["labels"] != IGNORE_INDEX
