@@ -298,3 +298,12 @@ def test_similarity_config_trains_and_loads(bert_checkpoint, tmp_path):
     assert "similarity_spearman" in meta["performance"] and meta["performance"]["similarity_spearman"] is not None
     trained = spacy.load(tmp_path / "out" / "model-best")
     assert -1.0 <= trained(PAIRS[0][0]).similarity(trained(PAIRS[0][1])) <= 1.0 + 1e-6
+    # spacy evaluate reads the convert output with spaCy's own corpus reader (two docs per pair) and
+    # reports what spacy train scored on the pair docs for model-best.
+    from spacy.cli.evaluate import evaluate
+
+    scores = evaluate(str(tmp_path / "out" / "model-best"), tmp_path / "train.spacy", output=tmp_path / "scores.json")
+    written = json.loads((tmp_path / "scores.json").read_text())
+    for key in ("similarity_spearman", "similarity_pearson"):
+        assert scores[key] == pytest.approx(meta["performance"][key], abs=1e-6)
+        assert written[key] == pytest.approx(scores[key], abs=1e-9)  # the JSON keeps 10 digits

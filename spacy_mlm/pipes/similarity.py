@@ -85,12 +85,28 @@ def make_similarity_scorer() -> Callable[..., Dict[str, Optional[float]]]:
 
 
 def score_similarity(examples: Iterable[Example], **kwargs: Any) -> Dict[str, Optional[float]]:
-    """Spearman and Pearson correlation of the predicted cosines of the pair docs with their gold
-    scores; None (no column in spacy train, no weight) with fewer than two scored pairs."""
+    """Spearman and Pearson correlation of the predicted cosines of the pairs with their gold
+    scores; None (no column in spacy train, no weight) with fewer than two scored pairs.
+    A pair is a pair doc (spacy_mlm.PairCorpus.v1, as spacy train reads pairs) or, as `spacy
+    evaluate` reads a `spacy-mlm convert --kind sts` file with spaCy's own corpus reader, two
+    docs in a row whose user_data has the same pair_id, side "a" then "b": the cosine of their
+    doc vectors, which is the pair doc's cosine (each sentence encoded and pooled on its own)."""
     gold, predicted = [], []
+    first_halves: Dict[Any, Doc] = {}  # pair_id -> sentence1's predicted doc, until sentence2 comes
     for eg in examples:
-        score = eg.reference.user_data.get(SCORE_KEY)
+        data = eg.reference.user_data
+        score = data.get(SCORE_KEY)
         cosine = eg.predicted._.get("trf_pair_similarity") if eg.predicted.has_extension("trf_pair_similarity") else None
+        if cosine is None and "pair_id" in data and data.get("side") in ("a", "b"):
+            if data["side"] == "a":
+                first_halves[data["pair_id"]] = eg.predicted
+                continue
+            first = first_halves.pop(data["pair_id"], None)
+            vectors = [d._.get("trf_vector") if d.has_extension("trf_vector") else None for d in (first, eg.predicted)]
+            if first is None or any(v is None for v in vectors):
+                continue
+            a, b = (torch.from_numpy(numpy.asarray(_to_numpy(v), dtype="f")) for v in vectors)
+            score, cosine = data.get("score"), float(torch.nn.functional.cosine_similarity(a, b, dim=0))
         if score is not None and cosine is not None:
             gold.append(float(score))
             predicted.append(float(cosine))
