@@ -6,8 +6,8 @@ sentences (gold tokens), the variants' order rotating from step to step (A/B/C, 
 slow drifts of the machine hit every variant alike. NER-only = `nlp.update(..., exclude=["fill_mask"])`.
 Medians over the steps after the warm-up, one JSON line per run; beside the ratio of medians, the
 median of each step's (block's) time over NER-only's on the same batch, and the ratio of total times.
---every K adds, for each share, a variant with fill_mask's `mlm_every` K (one MLM pass every K-th
-step over the last K batches); then every variant's time is the median over blocks of K steps of the
+--every K adds, for each fill_mask variant (replay ones too), one with fill_mask's `mlm_every` K (one
+MLM pass every K-th step over the last K batches); then every variant's time is the median over blocks of K steps of the
 block's mean step time (each block holds one MLM pass), and the warm-up is rounded up to whole blocks.
 
     python bench/bench_joint.py --base-model /tmp/minilm-wiki/final --shares 1.0,0.5,0.25 --steps 50
@@ -64,6 +64,8 @@ def main(argv: Optional[Sequence[str]] = None) -> Dict[str, Any]:
     parser.add_argument("--every", type=int, default=1, help="also time each variant with fill_mask mlm_every K")
     parser.add_argument("--out", type=Path, default=REPO / "bench" / "results" / "joint.jsonl")
     args = parser.parse_args(argv)
+    if args.steps - -(-args.warmup // args.every) * args.every < args.every:
+        parser.error(f"--steps {args.steps} leaves no block of --every {args.every} steps after the warm-up")
     from spacy.training import Example
 
     base_model = str(args.base_model)

@@ -2,9 +2,13 @@
 trf_similarity `loss_weight`, the listener heads' (trf_tagger_ner, trf_ner, trf_textcat)
 `model.tok2vec.grad_factor`. The encoder's gradient scales with it exactly."""
 
+from pathlib import Path
+from typing import Any
+
 import pytest
 import spacy
 import torch
+from spacy.language import Language
 from spacy.training import Example
 
 from spacy_mlm.errors import SpacyMlmError
@@ -150,7 +154,7 @@ def test_fill_mask_replay_adds_general_text_to_the_mlm_batch(no_dropout_checkpoi
         spacy.blank("en").add_pipe("fill_mask", config={"replay_docs": 3})
 
 
-def every_pipeline(checkpoint, every: int, **config):
+def every_pipeline(checkpoint: Path, every: int, **config: Any) -> Language:
     spacy.util.fix_random_seed(0)
     nlp = spacy.blank("en")
     nlp.add_pipe("transformer", config={"model": {"name": str(checkpoint)}})
@@ -162,7 +166,8 @@ def every_pipeline(checkpoint, every: int, **config):
 def test_fill_mask_mlm_every_sums_k_steps_in_one_pass(no_dropout_checkpoint):
     """mlm_every 2: the first update adds no gradient and no loss; the second runs one pass over
     both batches' docs whose gradient is twice that of an every-update pass over the same docs with
-    the same masks (the sum of two steps' mean-loss gradients), and reports that pass's loss."""
+    the same masks (2x the mean over both batches' masked tokens), and reports that pass's loss;
+    initialize drops docs still waiting for a pass."""
     nlp, reference = every_pipeline(no_dropout_checkpoint, 2), every_pipeline(no_dropout_checkpoint, 1)
     first = [Example(d, d) for d in (nlp.make_doc(t) for t, _ in NER_DATA)]
     second = [Example(d, d) for d in (nlp.make_doc(t) for t, _ in CAT_DATA)]
@@ -181,6 +186,9 @@ def test_fill_mask_mlm_every_sums_k_steps_in_one_pass(no_dropout_checkpoint):
     # The cycle starts again: the third update waits, the fourth runs.
     assert fill_mask.update(first, losses={})["fill_mask"] == 0.0
     assert fill_mask.update(second, losses={})["fill_mask"] > 0
+    fill_mask.update(first, losses={})
+    nlp.initialize()
+    assert fill_mask._pending == [] and fill_mask.update(second, losses={})["fill_mask"] == 0.0
 
 
 def test_fill_mask_mlm_every_takes_k_times_the_replay_docs(no_dropout_checkpoint, tmp_path, monkeypatch):
@@ -197,12 +205,15 @@ def test_fill_mask_mlm_every_takes_k_times_the_replay_docs(no_dropout_checkpoint
     assert seen == [[t for t, _ in NER_DATA[:3]] + ["the river runs north", "an old town hall", "winter comes early"]]
 
 
-@pytest.mark.parametrize("every", [0, -2, 1.5])
-def test_fill_mask_mlm_every_rejects_values_below_one(every):
-    with pytest.raises(SpacyMlmError, match=r"mlm_every must be a whole number >= 1.*\[components.fill_mask\] mlm_every"):
-        from spacy_mlm.pipes.fill_mask import FillMask
+@pytest.mark.parametrize("every", [0, -2, 1.5, True])
+def test_fill_mask_mlm_every_must_be_a_whole_number_from_one(every):
+    from spacy_mlm.pipes.fill_mask import FillMask
 
+    pattern = r"mlm_every must be a whole number >= 1.*\[components.fill_mask\] mlm_every"
+    with pytest.raises(SpacyMlmError, match=pattern):
         FillMask(spacy.blank("en"), mlm_every=every)
+    with pytest.raises(SpacyMlmError, match=pattern):  # set later, as a script or bench would
+        FillMask(spacy.blank("en")).mlm_every = every
 
 
 def test_length_groups_split_only_where_padding_costs_more_than_a_call():

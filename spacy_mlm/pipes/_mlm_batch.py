@@ -2,6 +2,7 @@
 masking functions of pretraining (`spacy_mlm.TokenMasking.v1`, `WholeWordMasking.v1`, `SpanMasking.v1`)."""
 
 import math
+from collections import Counter
 from typing import Dict, List, Sequence
 
 import torch
@@ -40,26 +41,31 @@ def masked_batch(spans: List[Span], tokenizer, masker: Masker, generator: torch.
     return {"input_ids": inputs, "attention_mask": batch["attention_mask"], "labels": labels}
 
 
-# What one more encoder call costs, in padded wordpieces: the per-call overhead of the encoder's many
-# small ops (an estimate, not tuned: the split below pays off well beyond it).
+# What one more encoder call costs on CPU, in padded wordpieces: the per-call overhead of the
+# encoder's many small ops. An estimate, not tuned; it only has to keep alike lengths in one call.
 CALL_COST_PIECES = 128
 
 
-def length_groups(lengths: Sequence[int], call_cost: int = CALL_COST_PIECES) -> List[List[int]]:
+def length_groups(lengths: Sequence[int], call_cost: float = CALL_COST_PIECES) -> List[List[int]]:
     """Row indices in groups of similar length (shortest group first), each to run through the
     encoder padded to its own longest row: the split of the length-sorted rows with the fewest
     padded wordpieces plus `call_cost` per group. One group when lengths are alike; short task
     windows and long replay windows padded to one length would waste most of the pass on padding."""
-    order = sorted(range(len(lengths)), key=lambda i: lengths[i])
-    ordered = [lengths[i] for i in order]
-    best, cut = [0.0] + [math.inf] * len(order), [0] * (len(order) + 1)
-    for end in range(1, len(order) + 1):  # best[end]: the cheapest split of the `end` shortest rows
+    counts = Counter(lengths)
+    distinct = sorted(counts)
+    # rows_upto[i]: rows no longer than distinct[i - 1]; groups are cut between distinct lengths.
+    rows_upto = [0]
+    for length in distinct:
+        rows_upto.append(rows_upto[-1] + counts[length])
+    best, cut = [0.0] + [math.inf] * len(distinct), [0] * (len(distinct) + 1)
+    for end in range(1, len(distinct) + 1):  # best[end]: the cheapest split of the `end` shortest lengths
         for start in range(end):
-            cost = best[start] + call_cost + (end - start) * ordered[end - 1]
+            cost = best[start] + call_cost + (rows_upto[end] - rows_upto[start]) * distinct[end - 1]
             if cost < best[end]:
                 best[end], cut[end] = cost, start
-    groups, end = [], len(order)
+    groups, end = [], len(distinct)
     while end:  # rows keep the batch's order within a group: one group is the batch as it was
-        groups.append(sorted(order[cut[end] : end]))
+        low, high = distinct[cut[end]], distinct[end - 1]
+        groups.append([row for row, n in enumerate(lengths) if low <= n <= high])
         end = cut[end]
     return groups[::-1]

@@ -11,6 +11,7 @@ every listener head would then train on the masks. `mlm_share` and `mlm_every` m
 cheaper instead.
 """
 
+import math
 from itertools import islice
 from pathlib import Path
 from typing import Any, Dict, Iterable, Iterator, List, Optional, Sequence, Tuple, Union
@@ -39,7 +40,7 @@ from ..pretrain.masking import IGNORE_INDEX, Masker, span_masking
 from ..util import IN_PLACE_HINT, atomic_write_bytes, disk_writes
 from ._fill_mask_lookup import mask_hidden_states, mask_starts, target_ids
 from ._fill_mask_parts import from_parts, read_parts, to_parts, unpack_parts
-from ._mlm_batch import length_groups, masked_batch
+from ._mlm_batch import CALL_COST_PIECES, length_groups, masked_batch
 from ._runtime import prepare_pipe_process
 from ._upstream import get_upstream_transformer, require_trf_data
 
@@ -105,14 +106,18 @@ def make_fill_mask(
     mlm_share (float): share of each batch's transformer windows that the MLM loss runs on (at least
         one window), drawn afresh every step from the training seed; its second encoder pass costs
         about this share of a full one. 1 masks every window.
-    mlm_every (int): run the MLM pass on every k-th update only, over the windows of the last k
-        batches (mlm_share of them, and k * replay_docs replay docs) with the loss times k: the MLM
-        gradient of k steps, summed, in one pass, which pays the pass's fixed cost once per k steps.
-        1 runs it every update. A run's last updates short of a multiple of k add no MLM loss.
+    mlm_every (int): run the MLM pass on every k-th update (with non-empty docs) only, over the last
+        k batches' docs plus k * replay_docs replay docs (mlm_share of all their windows), with the
+        loss times k: about the sum of k steps' MLM gradients (exactly k times the mean over all
+        their masked tokens), in one pass that pays its fixed cost once per k steps. The optimizer
+        sees it on one update in k (thinc's Adam and per-tensor clipping act on it there), and the
+        logged loss is 0 on the others. Under spaCy's accumulate_gradient an update is one
+        sub-batch. A run's last updates short of a multiple of k add no MLM loss. 1: every update.
     replay_text (Optional[str]): a text file or directory (read as `spacy-mlm pretrain` reads text)
         whose docs the MLM loss adds to each training batch, so that fine-tuning on task text keeps
         the encoder's masked-token accuracy on general text. Read at the first training step only.
-    replay_docs (int): docs of replay_text added to each step's MLM batch (cycling through the text).
+    replay_docs (int): docs of replay_text added to each step's MLM batch (cycling through the text);
+        mlm_share draws from their windows as from the task docs'.
     """
     prepare_pipe_process()
     return FillMask(nlp, name, top_k=top_k, targets=targets, upstream=upstream, checkpoint=checkpoint,
@@ -167,11 +172,6 @@ class FillMask(TrainablePipe):
             )
         self.replay_text = replay_text
         self.replay_docs = replay_docs
-        if isinstance(mlm_every, bool) or not isinstance(mlm_every, int) or mlm_every < 1:
-            raise SpacyMlmError(
-                f"fill_mask mlm_every must be a whole number >= 1, got {mlm_every!r}: set [components.{name}] mlm_every "
-                "(1 runs the MLM pass every update; 4 every fourth update, over the last four batches)."
-            )
         self.mlm_every = mlm_every
         self._pending: List[Doc] = []  # docs of the updates since the last MLM pass
         self._pending_updates = 0
@@ -200,6 +200,19 @@ class FillMask(TrainablePipe):
         self._mlm_rate = value
         if value:
             self.masking.rate = value
+
+    @property
+    def mlm_every(self) -> int:
+        return self._mlm_every
+
+    @mlm_every.setter
+    def mlm_every(self, value: int) -> None:
+        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+            raise SpacyMlmError(
+                f"fill_mask mlm_every must be a whole number >= 1, got {value!r}: set [components.{self.name}] mlm_every "
+                "(1 runs the MLM pass every update; 4 every fourth update, over the last four batches)."
+            )
+        self._mlm_every = value
 
     # -- setup ----------------------------------------------------------------
     @property
@@ -246,7 +259,6 @@ class FillMask(TrainablePipe):
         self._set_head(head)
         # Masking draws follow the training seed (spaCy seeds torch in fix_random_seed).
         self._generator.manual_seed(int(torch.randint(2**62, ())))
-        self._pending, self._pending_updates = [], 0
 
     def _set_head(self, head: MaskedLMHead) -> None:
         """Install a head and resolve what it reads, once: the upstream component and its mask id."""
@@ -256,6 +268,9 @@ class FillMask(TrainablePipe):
         self._mask_id = self._transformer.model.tokenizer.mask_token_id
         self._tied_to = None
         self._token_str_cache = {}
+        # Training state starts afresh with every head (initialize, from_disk): no docs waiting for
+        # an MLM pass, the replay text from its start.
+        self._pending, self._pending_updates, self._replay_stream = [], 0, None
         mask = self.mask_token
         if mask and hasattr(self.nlp.tokenizer, "add_special_case"):
             # Keep the mask string one spaCy token, e.g. in 'is [MASK].' or 'is <mask>.'.
@@ -347,7 +362,7 @@ class FillMask(TrainablePipe):
         into the head and the shared transformer's encoder (its own dropout, from the checkpoint's
         config, applies). `losses` gets the unweighted loss.
         With mlm_every = k, the docs wait for the k-th update, which runs one pass over the k batches'
-        docs with the loss times k (the sum of k steps' gradients); the other updates add nothing.
+        docs with the loss times k (about the sum of k steps' gradients); the other updates add nothing.
         The transformer applies its gradients in its own finish_update."""
         losses = {} if losses is None else losses
         losses.setdefault(self.name, 0.0)
@@ -373,16 +388,18 @@ class FillMask(TrainablePipe):
         encoder, device = self.upstream_model.transformer, head.decoder_weight.device
         encoder.train()  # spacy-transformers puts it back in eval mode for prediction
         lengths = batch["attention_mask"].sum(dim=1).tolist()
+        # On a GPU one call over more padding is assumed cheaper than another call (not measured).
+        call_cost = CALL_COST_PIECES if device.type == "cpu" else math.inf
         logits, labels = [], []
-        for rows in length_groups(lengths):  # each group padded to its own longest row (right padding)
+        for rows in length_groups(lengths, call_cost):  # each group padded to its own longest row (right padding)
             index, width = torch.tensor(rows), max(lengths[row] for row in rows)
-            hit = predicted[index, :width]
-            if not hit.any():
+            masked = predicted[index, :width]
+            if not masked.any():
                 continue
             hidden = encoder(input_ids=batch["input_ids"][index, :width].to(device),
                              attention_mask=batch["attention_mask"][index, :width].to(device)).last_hidden_state
-            logits.append(head(hidden[hit.to(device)]))
-            labels.append(batch["labels"][index, :width][hit])
+            logits.append(head(hidden[masked.to(device)]))
+            labels.append(batch["labels"][index, :width][masked])
         loss = self.get_loss(examples, (torch.cat(logits), torch.cat(labels).to(device)))
         (loss * (self.loss_weight * self.mlm_every)).backward()
         if sgd is not None:

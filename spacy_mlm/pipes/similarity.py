@@ -20,6 +20,7 @@ pipe predicts as before training existed; the scorer reports `similarity_spearma
 `similarity_pearson` of the pairs' cosines against their gold scores.
 """
 
+import warnings
 from functools import partial
 from itertools import islice
 from pathlib import Path
@@ -48,6 +49,7 @@ from transformers.file_utils import ModelOutput
 
 from ..errors import SpacyMlmError
 from ..readers.pairs import PAIR_KEY, SCORE_KEY, is_pair_doc
+from ..readers.sts import PAIR_ID_KEY, SIDE_KEY, STS_SCORE_KEY
 from ..util import IN_PLACE_HINT, atomic_write_text, disk_writes
 from ._runtime import prepare_pipe_process
 from ._similarity_losses import CoSENTLoss
@@ -87,30 +89,45 @@ def make_similarity_scorer() -> Callable[..., Dict[str, Optional[float]]]:
 def score_similarity(examples: Iterable[Example], **kwargs: Any) -> Dict[str, Optional[float]]:
     """Spearman and Pearson correlation of the predicted cosines of the pairs with their gold
     scores; None (no column in spacy train, no weight) with fewer than two scored pairs.
-    A pair is a pair doc (spacy_mlm.PairCorpus.v1, as spacy train reads pairs) or, as `spacy
-    evaluate` reads a `spacy-mlm convert --kind sts` file with spaCy's own corpus reader, two
-    docs in a row whose user_data has the same pair_id, side "a" then "b": the cosine of their
-    doc vectors, which is the pair doc's cosine (each sentence encoded and pooled on its own)."""
+    A pair is a pair doc (spacy_mlm.PairCorpus.v1, as spacy train reads pairs) or two docs whose
+    user_data has the same pair_id, side "a" and "b", as `spacy evaluate` reads a `spacy-mlm
+    convert --kind sts` file with spaCy's own corpus reader: then the cosine of their doc vectors,
+    which is the pair doc's cosine for sentences that fit in one window."""
     gold, predicted = [], []
-    first_halves: Dict[Any, Doc] = {}  # pair_id -> sentence1's predicted doc, until sentence2 comes
+    halves: Dict[Any, Dict[str, Doc]] = {}  # pair_id -> the side(s) seen so far
     for eg in examples:
         data = eg.reference.user_data
         score = data.get(SCORE_KEY)
         cosine = eg.predicted._.get("trf_pair_similarity") if eg.predicted.has_extension("trf_pair_similarity") else None
-        if cosine is None and "pair_id" in data and data.get("side") in ("a", "b"):
-            if data["side"] == "a":
-                first_halves[data["pair_id"]] = eg.predicted
+        if cosine is None and PAIR_ID_KEY in data and data.get(SIDE_KEY) in ("a", "b"):
+            sides = halves.setdefault(data[PAIR_ID_KEY], {})
+            if data[SIDE_KEY] in sides:
+                raise SpacyMlmError(
+                    f"Scoring similarity: two docs are side {data[SIDE_KEY]!r} of pair_id {data[PAIR_ID_KEY]!r} "
+                    f"({eg.reference.text[:60]!r}): score one `spacy-mlm convert --kind sts` file at a time."
+                )
+            sides[data[SIDE_KEY]] = eg.predicted
+            if len(sides) < 2:
                 continue
-            first = first_halves.pop(data["pair_id"], None)
-            vectors = [d._.get("trf_vector") if d.has_extension("trf_vector") else None for d in (first, eg.predicted)]
-            if first is None or any(v is None for v in vectors):
+            del halves[data[PAIR_ID_KEY]]
+            vectors = [doc._.get("trf_vector") if doc.has_extension("trf_vector") else None for doc in sides.values()]
+            if any(v is None for v in vectors):
                 continue
-            a, b = (torch.from_numpy(numpy.asarray(_to_numpy(v), dtype="f")) for v in vectors)
-            score, cosine = data.get("score"), float(torch.nn.functional.cosine_similarity(a, b, dim=0))
+            score, cosine = data.get(STS_SCORE_KEY), _cosine(*(numpy.asarray(_to_numpy(v), dtype="f") for v in vectors))
         if score is not None and cosine is not None:
             gold.append(float(score))
             predicted.append(float(cosine))
+    if halves:
+        warnings.warn(f"Scoring similarity: {len(halves)} pair(s) had only one of their two docs (e.g. pair_id "
+                      f"{next(iter(halves))!r}) and were left out; was the file cut (a corpus limit or max_length)?",
+                      stacklevel=2)
     return {"similarity_spearman": spearman(predicted, gold), "similarity_pearson": pearson(predicted, gold)}
+
+
+def _cosine(a: Union[numpy.ndarray, torch.Tensor], b: Union[numpy.ndarray, torch.Tensor]) -> float:
+    """Cosine of two vectors as torch computes it (its eps keeps zero vectors at 0)."""
+    a, b = (torch.as_tensor(v) for v in (a, b))
+    return float(torch.nn.functional.cosine_similarity(a, b, dim=0))
 
 
 def pearson(x: Sequence[float], y: Sequence[float]) -> Optional[float]:
@@ -230,8 +247,7 @@ class TrfSimilarity(TrainablePipe):
         if trf_data is None or "last_hidden_state" not in trf_data.model_output:
             return None
         hidden = torch.from_numpy(_to_numpy(trf_data.model_output.last_hidden_state).astype("f", copy=False))
-        a, b = self.pool_pair(doc, trf_data, hidden)
-        return float(torch.nn.functional.cosine_similarity(a, b, dim=0))
+        return _cosine(*self.pool_pair(doc, trf_data, hidden))
 
     def pool_pair(self, doc: Doc, trf_data: TransformerData, hidden: torch.Tensor) -> torch.Tensor:
         """(2, width): each sentence of a pair doc pooled from its own sequence, as `_pool` pools

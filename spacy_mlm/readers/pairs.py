@@ -28,6 +28,7 @@ from spacy.util import registry
 
 from ..errors import SpacyMlmError
 from .lines import PathLike, empty_error, read_lines
+from .sts import PAIR_ID_KEY, SIDE_KEY, STS_SCORE_KEY
 
 PAIR_KEY = "sim_pair"  # doc.spans key of the two sentences
 SCORE_KEY = "sim_pair_score"  # doc.user_data key of the gold score (None: a positive pair)
@@ -83,12 +84,12 @@ def _from_docbin(path: Path, nlp: Any) -> Iterator[Doc]:
         raise empty_error(path, "sentence pairs")
     for a, b in zip(docs[0::2], docs[1::2]):
         ua, ub = a.user_data, b.user_data
-        if ua.get("side") != "a" or ub.get("side") != "b" or ua.get("pair_id") != ub.get("pair_id"):
+        if ua.get(SIDE_KEY) != "a" or ub.get(SIDE_KEY) != "b" or ua.get(PAIR_ID_KEY) != ub.get(PAIR_ID_KEY):
             raise SpacyMlmError(
                 f"{path}: doc {a.text[:60]!r} / {b.text[:60]!r} is not a sentence1/sentence2 pair (user_data side a/b "
                 "with the same pair_id): make the file with `spacy-mlm convert FILE OUT.spacy --kind sts`."
             )
-        yield make_pair_doc(a, b, ua.get("score"))
+        yield make_pair_doc(a, b, ua.get(STS_SCORE_KEY))
     if len(docs) % 2:
         raise SpacyMlmError(f"{path}: {len(docs)} docs, an odd number: the last pair lacks its sentence2.")
 

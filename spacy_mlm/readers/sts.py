@@ -9,6 +9,8 @@ from ..errors import SpacyMlmError
 from .lines import PathLike, empty_error, get_nlp, read_lines
 
 STS_COLUMNS = ("genre", "filename", "year", "id", "score", "sentence1", "sentence2")
+# doc.user_data keys of the two docs read_sts writes per pair (the pair readers and scorer read them).
+PAIR_ID_KEY, SIDE_KEY, STS_SCORE_KEY = "pair_id", "side", "score"
 
 
 def read_sts_rows(path: PathLike, stats: Optional[Dict[str, Any]] = None) -> Iterator[Dict[str, Any]]:
@@ -67,6 +69,6 @@ def read_sts(
     for row in read_sts_rows(path, stats):
         for side, key in (("a", "sentence1"), ("b", "sentence2")):
             doc = nlp.make_doc(row[key])
-            doc.user_data.update({"pair_id": pair_id, "side": side, "score": row["score"], "genre": row["genre"]})
+            doc.user_data.update({PAIR_ID_KEY: pair_id, SIDE_KEY: side, STS_SCORE_KEY: row["score"], "genre": row["genre"]})
             yield doc
         pair_id += 1
