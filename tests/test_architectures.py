@@ -177,35 +177,37 @@ def test_whole_word_masking_masks_every_piece_of_a_word(kind, lang, masker, arch
         (seq,) = Packer(lambda text=text: iter([text]), tok, 256, word_boundaries="spacy", word_lang=lang).epoch(0)
         seqs.append(seq)
     batch = collate(seqs, tok.pad_token_id, sorted(set(tok.all_special_ids)))
-    _, labels = masker(rate=0.3, lang=lang)(batch["input_ids"], batch["special"], batch["word_ids"],
-                                             mask_token_id=tok.mask_token_id, vocab_size=len(tok),
-                                             generator=torch.Generator().manual_seed(0))
     masked_words = multi_piece_masked = words_total = 0
     masked_pieces_across_words = set()
-    for row, text in enumerate(texts):
-        enc = tok(text, add_special_tokens=False, return_offsets_mapping=True)
-        offsets, unknown = enc["offset_mapping"], [i == tok.unk_token_id for i in enc["input_ids"]]
-        masked = (labels[row, 1 : 1 + len(offsets)] != -100).tolist()
-        spans = []
-        for start, end in offsets:
-            piece = text[start:end]
-            first = start + len(piece) - len(piece.lstrip())
-            spans.append((first, start + len(piece.rstrip())))
-        for word in nlp(text):
-            if word.is_space:
-                continue
-            # Unknown pieces are special tokens, never predicted (as in HF's collator).
-            pieces = [i for i, (s, e) in enumerate(spans) if s < word.idx + len(word) and e > word.idx and not unknown[i]]
-            if not pieces:
-                continue
-            flags = {masked[i] for i in pieces}
-            assert len(flags) == 1, (text, word.text, [tok.convert_ids_to_tokens(seqs[row][0])])
-            words_total += 1
-            masked_words += masked[pieces[0]]
-            multi_piece_masked += masked[pieces[0]] and len(pieces) > 1
-            # A piece across several spaCy words (北京 split into characters) makes them one word.
-            masked_pieces_across_words.update((row, i) for i in pieces if masked[i] and (
-                spans[i][0] < word.idx or spans[i][1] > word.idx + len(word)))
+    # Several draws: on a tiny vocabulary a single one may mask no word of several pieces.
+    for seed in range(4):
+        _, labels = masker(rate=0.3, lang=lang)(batch["input_ids"], batch["special"], batch["word_ids"],
+                                                 mask_token_id=tok.mask_token_id, vocab_size=len(tok),
+                                                 generator=torch.Generator().manual_seed(seed))
+        for row, text in enumerate(texts):
+            enc = tok(text, add_special_tokens=False, return_offsets_mapping=True)
+            offsets, unknown = enc["offset_mapping"], [i == tok.unk_token_id for i in enc["input_ids"]]
+            masked = (labels[row, 1 : 1 + len(offsets)] != -100).tolist()
+            spans = []
+            for start, end in offsets:
+                piece = text[start:end]
+                first = start + len(piece) - len(piece.lstrip())
+                spans.append((first, start + len(piece.rstrip())))
+            for word in nlp(text):
+                if word.is_space:
+                    continue
+                # Unknown pieces are special tokens, never predicted (as in HF's collator).
+                pieces = [i for i, (s, e) in enumerate(spans) if s < word.idx + len(word) and e > word.idx and not unknown[i]]
+                if not pieces:
+                    continue
+                flags = {masked[i] for i in pieces}
+                assert len(flags) == 1, (text, word.text, [tok.convert_ids_to_tokens(seqs[row][0])])
+                words_total += 1
+                masked_words += masked[pieces[0]]
+                multi_piece_masked += masked[pieces[0]] and len(pieces) > 1
+                # A piece across several spaCy words (北京 split into characters) makes them one word.
+                masked_pieces_across_words.update((seed, row, i) for i in pieces if masked[i] and (
+                    spans[i][0] < word.idx or spans[i][1] > word.idx + len(word)))
     # Not vacuous: words of several pieces (or pieces of several words) were masked, words were told apart.
     assert multi_piece_masked + len(masked_pieces_across_words) > 0 and 0 < masked_words < words_total
     if lang == "zh":

@@ -126,13 +126,16 @@ class SpanMasker(WholeWordMasker):
                 # Inverse CDF of the geometric distribution on 1, 2, ...
                 length = min(self.max_span, int(torch.ceil(torch.log(1 - u[0]) / torch.log(torch.tensor(1 - self.p)))))
                 start = int(u[1] * len(words))
-                span = slice(start, start + max(1, length))
-                added = int(sizes[span][~word_masked[span]].sum())
-                # As in SpanBERT, a span that would overshoot the budget is resampled.
-                if n_masked and n_masked + added > budget:
-                    continue
-                word_masked[span] = True
-                n_masked += added
+                # As in SpanBERT, a span stops where the budget would be overshot (SpanBERT cuts
+                # mid-word; we stop before the word, so spans stay whole words), except that a
+                # row's first word is always masked.
+                for word in range(start, min(start + max(1, length), len(words))):
+                    if word_masked[word]:
+                        continue
+                    if n_masked and n_masked + int(sizes[word]) > budget:
+                        break
+                    word_masked[word] = True
+                    n_masked += int(sizes[word])
             row_mask = torch.zeros(int(valid.sum()), dtype=torch.bool)
             row_mask[:] = word_masked[inverse]
             masked[row, valid] = row_mask
@@ -162,6 +165,7 @@ def span_masking(
     rate: float = 0.15, replace: float = 0.8, random: float = 0.1, word_boundaries: str = "spacy",
     p: float = 0.2, max_span: int = 10, lang: str = "xx",
 ) -> Masker:
-    """SpanBERT masking: spans of whole words, lengths ~ Geometric(p) clipped at max_span; lang as for
-    spacy_mlm.WholeWordMasking.v1."""
+    """SpanBERT masking: spans of whole words, lengths ~ Geometric(p) clipped at max_span, until
+    round(rate * tokens) of each row are masked (a span stops before the word that would overshoot;
+    only a row's first word may exceed it alone); lang as for spacy_mlm.WholeWordMasking.v1."""
     return SpanMasker(rate, replace, random, word_boundaries, p, max_span, lang)
