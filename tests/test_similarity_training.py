@@ -111,6 +111,46 @@ def test_gradients_reach_the_transformer_and_scale_with_loss_weight(loss, bert_c
     assert results[2.5][1]["trf_similarity"] == pytest.approx(losses["trf_similarity"], rel=1e-5)  # reported unweighted
 
 
+def test_cosent_loss_and_gradient_equal_the_plain_hf_reference(no_dropout_checkpoint):
+    """One CoSENT step through transformer + listener + trf_similarity = the same step in plain
+    torch (HF AutoModel, attention-mask mean pooling, sentence-transformers' CoSENTLoss code):
+    same loss, same gradient on every encoder weight (dropout off so both draw nothing)."""
+    from transformers import AutoModel, AutoTokenizer
+
+    nlp = pair_nlp(no_dropout_checkpoint)
+    egs = examples(nlp)
+    nlp.initialize(lambda: egs)
+    grads, losses = encoder_grads(nlp, egs)
+    names = [n for n, _ in nlp.get_pipe("transformer").model.transformer.named_parameters()]
+
+    tok, ref = AutoTokenizer.from_pretrained(no_dropout_checkpoint), AutoModel.from_pretrained(no_dropout_checkpoint)
+    ref.train()
+
+    def mean_pool(texts):
+        enc = tok(texts, padding=True, return_tensors="pt")
+        mask = enc["attention_mask"].unsqueeze(-1).float()
+        return (ref(**enc).last_hidden_state * mask).sum(1) / mask.sum(1)
+
+    a, b = mean_pool([p[0] for p in PAIRS]), mean_pool([p[1] for p in PAIRS])
+    # sentence-transformers' CoSENTLoss.forward, as written there
+    scores = torch.nn.functional.cosine_similarity(a, b, dim=-1) * 20.0
+    scores = scores[:, None] - scores[None, :]
+    labels = torch.tensor([p[2] for p in PAIRS])
+    labels = (labels[:, None] < labels[None, :]).float()
+    scores = scores - (1 - labels) * 1e12
+    loss = torch.logsumexp(torch.cat((torch.zeros(1), scores.view(-1)), dim=0), dim=0)
+    loss.backward()
+    assert losses["trf_similarity"] == pytest.approx(float(loss.detach()), rel=1e-5)
+    ref_grads = dict(ref.named_parameters())
+    scale = max(float(p.grad.abs().max()) for p in ref_grads.values() if p.grad is not None)
+    for name, grad in zip(names, grads):
+        expected = ref_grads[name].grad
+        if expected is None:  # the pooler: no part of the loss
+            assert not grad.any(), name
+        else:
+            torch.testing.assert_close(grad, expected, rtol=1e-4, atol=1e-5 * scale, msg=name)
+
+
 def test_training_on_a_few_pairs_raises_spearman(bert_checkpoint):
     spacy.util.fix_random_seed(0)  # dropout draws
     nlp = pair_nlp(bert_checkpoint)
