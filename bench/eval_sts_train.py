@@ -278,7 +278,9 @@ def main() -> None:
         result = run(tmp if args.no_dropout else checkpoint, args)
     commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=REPO, capture_output=True, text=True).stdout.strip()
     row = {"what": args.what, "checkpoint": Path(checkpoint).parent.name if checkpoint.endswith("model") else checkpoint,
-           "epochs": args.epochs, "batch_size": args.batch_size, "fixed_order": args.fixed_order, "optimizer": args.optimizer, "no_dropout": args.no_dropout, "one_pass": args.one_pass, "lr": args.lr, "seed": args.seed, "limit": args.limit, "holdout": args.holdout,
+           "epochs": args.epochs, "batch_size": args.batch_size, "fixed_order": args.fixed_order, "no_dropout": args.no_dropout,
+           # what the step was: spaCy's side always steps with thinc's Adam in one encoder call per batch
+           "optimizer": "thinc" if args.what == "spacy" else args.optimizer, "one_pass": args.what == "spacy" or args.one_pass, "lr": args.lr, "seed": args.seed, "limit": args.limit, "holdout": args.holdout,
            "threads": torch.get_num_threads(), "commit": commit, "date": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
            **result}
     append_jsonl(args.out, row)
