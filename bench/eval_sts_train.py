@@ -184,15 +184,16 @@ def run_torch(checkpoint: str, args: argparse.Namespace) -> Dict[str, Any]:
         {"params": [p for n, p in model.named_parameters() if not any(k in n for k in no_decay)], "weight_decay": 0.01},
         {"params": [p for n, p in model.named_parameters() if any(k in n for k in no_decay)], "weight_decay": 0.0},
     ]
-    optimizer = torch.optim.AdamW(groups, lr=args.lr)
-    schedule = get_linear_schedule_with_warmup(optimizer, round(0.1 * steps), steps)
     if args.optimizer == "thinc":  # spaCy's Adam.v1 as configs/similarity.cfg sets it, called as thinc's PyTorchShim calls it
         from thinc.api import Adam, warmup_linear
 
         thinc_adam = Adam(warmup_linear(args.lr, round(0.1 * steps), steps), L2=0.01, L2_is_weight_decay=True,
                           grad_clip=1.0, eps=1e-8, use_averages=False)
+    else:
+        optimizer = torch.optim.AdamW(groups, lr=args.lr)
+        schedule = get_linear_schedule_with_warmup(optimizer, round(0.1 * steps), steps)
     rng = random.Random(args.seed)
-    make_doc = spacy.blank("en").make_doc
+    make_doc = spacy.blank("en").make_doc if args.one_pass else None
     params = [p for p in model.parameters() if p.requires_grad]
     global_norms, tensors_over = [], []  # how often each way of clipping at 1.0 acts
     start = time.perf_counter()
