@@ -10,7 +10,7 @@ import torch
 from spacy.training import Example
 
 from spacy_mlm import SpacyMlmError
-from spacy_mlm.pipes.tagger_ner import allowed_transitions, biluo_tag_names, log_softmax, viterbi
+from spacy_mlm.pipes.tagger_ner import allowed_transitions, biluo_tag_names, log_softmax, viterbi, viterbi_batch
 
 from .test_ner_textcat import NER_DATA, long_ner_example, ner_examples, nlp_with, train_on_small_windows
 
@@ -39,6 +39,27 @@ def test_viterbi_is_the_best_valid_sequence():
         peaked[t, tags.index(tag)] = 0.0
     assert [tags[i] for i in viterbi(peaked, allowed)] == ["B-PER", "L-PER", "O"]
     assert viterbi(numpy.zeros((0, len(tags))), allowed).shape == (0,)
+
+
+def test_viterbi_batch_decodes_each_doc_as_alone():
+    """Docs of different lengths (0 to 4 tokens) decoded together: each gets the best valid
+    sequence of its own length (brute force), so padding never leaks into a shorter doc."""
+    tags = biluo_tag_names(["LOC", "PER"])
+    allowed = allowed_transitions(tags)
+    rng = numpy.random.default_rng(1)
+    valid = {n: [seq for seq in itertools.product(range(len(tags)), repeat=n) if _is_valid([tags[i] for i in seq])]
+             for n in range(1, 5)}
+    for _ in range(10):
+        lengths = rng.permutation([0, 1, 2, 3, 4, 4, 1])
+        batch = [log_softmax(rng.normal(size=(n, len(tags))) * 3).astype("f") for n in lengths]
+        decoded = viterbi_batch(batch, allowed)
+        for log_probs, got in zip(batch, decoded):
+            if len(log_probs) == 0:
+                assert got.shape == (0,)
+                continue
+            best = max(valid[len(log_probs)], key=lambda seq: sum(float(log_probs[t, i]) for t, i in enumerate(seq)))
+            assert tuple(got) == best
+    assert viterbi_batch([], allowed) == []
 
 
 def test_allowed_transitions():

@@ -3,6 +3,9 @@ and the hidden state of each mask token."""
 
 from typing import List, Optional
 
+import numpy
+from spacy.attrs import ORTH
+
 from ..errors import SpacyMlmError
 from ._windows import _to_numpy, token_pieces
 
@@ -35,7 +38,8 @@ def mask_starts(doc, mask: Optional[str], split_masks: bool) -> List[int]:
     'mask', '>': with `split_masks`, a run of tokens covering exactly the mask string is one mask."""
     if not mask:
         return []
-    starts = [token.i for token in doc if token.text == mask]
+    # ORTH ids rather than token.text: no Token object per token (nlp.pipe calls this for every doc).
+    starts = numpy.flatnonzero(doc.to_array(ORTH) == doc.vocab.strings[mask]).tolist()
     if not split_masks or starts or mask not in doc.text:
         return starts
     text, found = doc.text, []

@@ -20,7 +20,8 @@ def token_pieces(trf_data) -> Tuple[numpy.ndarray, numpy.ndarray]:
     """(owner, flat): for every spaCy token, its wordpieces in its best-centred window.
 
     `flat` indexes the (windows * seq_len) flattened hidden states, `owner` is the token
-    index of each entry; tokens without wordpieces have no entry. Ties go to the earlier window.
+    index of each entry (sorted: a token's entries are one run); tokens without wordpieces have no
+    entry. Ties go to the earlier window.
     """
     seq_len = trf_data.wordpieces.input_ids.shape[1]
     window_lengths = _to_numpy(trf_data.wordpieces.attention_mask).sum(axis=1).astype("i")
