@@ -1,0 +1,94 @@
+"""Seconds each head of the five-pipe pipeline spends per batch of docs the transformer has
+already encoded: what the heads add to the encoder pass in nlp.pipe (issue 13; on a GPU, or with
+a bf16/INT8 encoder on CPU, this CPU-side work is most of the pipeline's time).
+
+    python bench/bench_heads.py [--n-docs 1000] [--rounds 5] [--out bench/results/heads.jsonl]
+
+Same docs and pipeline as bench_pipes.py (half SST-2, half WNUT-17 train sentences, one [MASK]
+each; all-MiniLM-L6-v2 with untrained heads). The transformer runs once; then every head runs over
+the same encoded docs, once to warm up and --rounds times interleaved (fill_mask, tagger, textcat,
+similarity, then again), medians reported. A fingerprint of the annotations (entities, fill-mask
+ids, cats, doc vectors) is recorded, so that two code versions can be checked to annotate alike.
+To compare two versions of spacy_mlm, run this script alternately with PYTHONPATH pointing at a
+checkout of each (`git worktree add ../old COMMIT`): the row records which code ran.
+"""
+
+import argparse
+import hashlib
+import json
+import statistics
+import subprocess
+import tempfile
+import time
+from pathlib import Path
+
+import numpy
+import torch
+from bench_pipes import five_pipe_pipeline, load_texts, make_checkpoint
+from common import append_jsonl, data_dir
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--data-dir", default=None)
+    parser.add_argument("--n-docs", type=int, default=1000)
+    parser.add_argument("--batch-size", type=int, default=64)
+    parser.add_argument("--rounds", type=int, default=5)
+    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--checkpoint", default=None, help="HF encoder checkpoint (default: all-MiniLM-L6-v2).")
+    parser.add_argument("--out", type=Path, default=Path(__file__).parent / "results" / "heads.jsonl")
+    args = parser.parse_args()
+    torch.set_num_threads(args.threads)
+    import spacy_mlm
+
+    code = Path(spacy_mlm.__file__).parent
+    commit = subprocess.run(["git", "-C", str(code), "rev-parse", "--short", "HEAD"], capture_output=True,
+                            text=True).stdout.strip()
+    dirty = subprocess.run(["git", "-C", str(code), "status", "--porcelain", "--", "."], capture_output=True,
+                           text=True).stdout.strip()
+    torch.manual_seed(0)
+    numpy.random.seed(0)  # the heads' initial weights
+    texts = load_texts(data_dir(args.data_dir), args.n_docs)
+    nlp = five_pipe_pipeline(make_checkpoint(Path(tempfile.mkdtemp()), args.checkpoint), texts)
+    with nlp.select_pipes(enable=["transformer"]):
+        docs = list(nlp.pipe(texts, batch_size=args.batch_size))
+    heads = [name for name in nlp.pipe_names if name != "transformer"]
+
+    def run(name: str) -> None:
+        list(nlp.get_pipe(name).pipe(docs, batch_size=args.batch_size))
+
+    for name in heads:
+        run(name)
+    times = {name: [] for name in heads}
+    for _ in range(args.rounds):
+        for name in heads:
+            start = time.perf_counter()
+            run(name)
+            times[name].append(time.perf_counter() - start)
+    fingerprint = hashlib.sha256()
+    for doc in docs:
+        fingerprint.update(repr([(e.start, e.end, e.label_) for e in doc.ents]).encode())
+        fingerprint.update(repr([x["token"] for m in (doc._.fill_mask or []) for x in m]).encode())
+        fingerprint.update(repr(sorted((k, round(v, 5)) for k, v in doc.cats.items())).encode())
+        fingerprint.update(numpy.round(doc._.trf_vector, 5).tobytes())
+    median = {name: statistics.median(t) for name, t in times.items()}
+    row = {
+        "bench": "heads_v1",
+        "code": str(code),
+        "commit": commit + ("+dirty" if dirty else ""),
+        "docs": len(docs),
+        "words": sum(len(d) for d in docs),
+        "rounds": args.rounds,
+        "torch_threads": torch.get_num_threads(),
+        "median_seconds": {k: round(v, 4) for k, v in median.items()},
+        "heads_total_seconds": round(sum(median.values()), 4),
+        "round_seconds": {k: [round(x, 4) for x in v] for k, v in times.items()},
+        "annotations_sha256": fingerprint.hexdigest()[:16],
+        "entities": sum(len(d.ents) for d in docs),
+    }
+    print(json.dumps({k: v for k, v in row.items() if k != "round_seconds"}))
+    append_jsonl(args.out, row)
+
+
+if __name__ == "__main__":
+    main()
