@@ -9,6 +9,8 @@ run by hand as FillMask.update runs it (masked_batch, encoder in train mode, hea
 positions, cross-entropy, backward) so each part can be timed; its gradients are dropped (the
 transformer's optimizer step is timed with NER-only, where it runs once per step in both cases).
 Run it alone: the times are only meaningful on a quiet machine. One JSON line per run to --out.
+It times one MLM pass as one encoder call per step: fill_mask's `mlm_every` (one pass every k steps)
+and its length groups (several calls per pass on CPU) are not modelled; bench_joint.py times those.
 """
 
 import argparse
