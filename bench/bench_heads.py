@@ -36,20 +36,35 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--checkpoint", default=None, help="HF encoder checkpoint (default: all-MiniLM-L6-v2).")
+    parser.add_argument("--random-weights", action="store_true",
+                        help="Only --checkpoint's config and tokenizer, with seeded random weights.")
+    parser.add_argument("--gpu-id", type=int, default=-1, help="Run the pipeline on this GPU.")
     parser.add_argument("--out", type=Path, default=Path(__file__).parent / "results" / "heads.jsonl")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
+    if args.gpu_id >= 0:
+        import spacy
+
+        spacy.require_gpu(args.gpu_id)  # before the pipeline is built
+    sync = torch.cuda.synchronize if args.gpu_id >= 0 else (lambda: None)
     import spacy_mlm
 
     code = Path(spacy_mlm.__file__).parent
-    commit = subprocess.run(["git", "-C", str(code), "rev-parse", "--short", "HEAD"], capture_output=True,
-                            text=True).stdout.strip()
-    dirty = subprocess.run(["git", "-C", str(code), "status", "--porcelain", "--", "."], capture_output=True,
-                           text=True).stdout.strip()
+    commit = dirty = ""
+    try:  # the commit of the checkout whose spacy_mlm/ ran (none for a copy outside a checkout's root)
+        top = subprocess.run(["git", "-C", str(code), "rev-parse", "--show-toplevel"], capture_output=True,
+                             text=True).stdout.strip()
+        if top and Path(top).resolve() == code.parent.resolve():
+            commit = subprocess.run(["git", "-C", top, "rev-parse", "--short", "HEAD"], capture_output=True,
+                                    text=True).stdout.strip()
+            dirty = subprocess.run(["git", "-C", top, "status", "--porcelain", "--", "spacy_mlm"], capture_output=True,
+                                   text=True).stdout.strip()
+    except FileNotFoundError:  # no git (a lent GPU machine): the row's `code` path says which copy ran
+        pass
     torch.manual_seed(0)
     numpy.random.seed(0)  # the heads' initial weights
     texts = load_texts(data_dir(args.data_dir), args.n_docs)
-    nlp = five_pipe_pipeline(make_checkpoint(Path(tempfile.mkdtemp()), args.checkpoint), texts)
+    nlp = five_pipe_pipeline(make_checkpoint(Path(tempfile.mkdtemp()), args.checkpoint, args.random_weights), texts)
     with nlp.select_pipes(enable=["transformer"]):
         docs = list(nlp.pipe(texts, batch_size=args.batch_size))
     heads = [name for name in nlp.pipe_names if name != "transformer"]
@@ -62,15 +77,17 @@ def main() -> None:
     times = {name: [] for name in heads}
     for _ in range(args.rounds):
         for name in heads:
+            sync()
             start = time.perf_counter()
             run(name)
+            sync()
             times[name].append(time.perf_counter() - start)
     fingerprint = hashlib.sha256()
     for doc in docs:
         fingerprint.update(repr([(e.start, e.end, e.label_) for e in doc.ents]).encode())
         fingerprint.update(repr([x["token"] for m in (doc._.fill_mask or []) for x in m]).encode())
         fingerprint.update(repr(sorted((k, round(v, 5)) for k, v in doc.cats.items())).encode())
-        fingerprint.update(numpy.round(doc._.trf_vector, 5).tobytes())
+        fingerprint.update(numpy.round(numpy.asarray(doc._.trf_vector), 5).tobytes())
     median = {name: statistics.median(t) for name, t in times.items()}
     row = {
         "bench": "heads_v1",
@@ -80,6 +97,8 @@ def main() -> None:
         "words": sum(len(d) for d in docs),
         "rounds": args.rounds,
         "torch_threads": torch.get_num_threads(),
+        "device": torch.cuda.get_device_name(args.gpu_id) if args.gpu_id >= 0 else "cpu",
+        "random_weights": args.random_weights,
         "median_seconds": {k: round(v, 4) for k, v in median.items()},
         "heads_total_seconds": round(sum(median.values()), 4),
         "round_seconds": {k: [round(x, 4) for x in v] for k, v in times.items()},
