@@ -41,9 +41,14 @@ def test_viterbi_is_the_best_valid_sequence():
     assert viterbi(numpy.zeros((0, len(tags))), allowed).shape == (0,)
 
 
-def test_viterbi_batch_decodes_each_doc_as_alone():
-    """Docs of different lengths (0 to 4 tokens) decoded together: each gets the best valid
-    sequence of its own length (brute force), so padding never leaks into a shorter doc."""
+@pytest.mark.parametrize("block_cells", [1 << 16, 6])
+def test_viterbi_batch_decodes_each_doc_as_alone(monkeypatch, block_cells):
+    """Docs of different lengths (0 to 4 tokens) decoded together, in one padded block or in
+    several: each gets the best valid sequence of its own length (brute force), so padding never
+    leaks into a shorter doc and results come back in input order."""
+    from spacy_mlm.pipes import tagger_ner
+
+    monkeypatch.setattr(tagger_ner, "VITERBI_BLOCK_CELLS", block_cells)
     tags = biluo_tag_names(["LOC", "PER"])
     allowed = allowed_transitions(tags)
     rng = numpy.random.default_rng(1)

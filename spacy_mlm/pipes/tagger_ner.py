@@ -109,20 +109,42 @@ def viterbi(log_probs: numpy.ndarray, allowed: numpy.ndarray) -> numpy.ndarray:
     return viterbi_batch([log_probs], allowed)[0]
 
 
-def viterbi_batch(batch_log_probs: Sequence[numpy.ndarray], allowed: numpy.ndarray) -> List[numpy.ndarray]:
-    """`viterbi` of each doc's (tokens x tags) log-probabilities, all docs stepped together.
+# Token positions x docs decoded in one padded block: bounds the block's memory (a doc of 200k
+# tokens is decoded alone, not padded next to 1,000 short ones).
+VITERBI_BLOCK_CELLS = 1 << 16
 
-    One numpy operation per token position of the longest doc instead of per token of every doc
-    (per-doc loops were a third of the heads' time in nlp.pipe). Each doc's sums and argmaxes are
-    exactly those of decoding it alone: its score stops moving after its last token."""
+
+def viterbi_batch(batch_log_probs: Sequence[numpy.ndarray], allowed: numpy.ndarray) -> List[numpy.ndarray]:
+    """`viterbi` of each doc's (tokens x tags) log-probabilities, docs of similar length stepped together.
+
+    One numpy operation per token position of a block's longest doc instead of per token of every
+    doc (per-doc loops were a third of the heads' time in nlp.pipe). Blocks hold docs sorted by
+    length, at most VITERBI_BLOCK_CELLS padded positions unless one doc is longer. Each doc's sums
+    and argmaxes are exactly those of decoding it alone: its score stops moving after its last token."""
+    lengths = [len(lp) for lp in batch_log_probs]
+    decoded: List[numpy.ndarray] = [numpy.zeros((0,), dtype="i") for _ in lengths]
+    order = [i for i in sorted(range(len(lengths)), key=lengths.__getitem__) if lengths[i]]
+    first = 0
+    for k in range(len(order) + 1):
+        if k == len(order) or (k > first and (k - first + 1) * lengths[order[k]] > VITERBI_BLOCK_CELLS):
+            block = order[first:k]
+            for i, best in zip(block, _viterbi_block([batch_log_probs[i] for i in block], allowed)):
+                decoded[i] = best
+            first = k
+    return decoded
+
+
+def _viterbi_block(batch_log_probs: Sequence[numpy.ndarray], allowed: numpy.ndarray) -> List[numpy.ndarray]:
+    """Viterbi of non-empty docs padded to the longest of them."""
+    if not batch_log_probs:
+        return []
     lengths = numpy.array([len(lp) for lp in batch_log_probs], dtype="i")
-    if not len(lengths) or lengths.max() == 0:
-        return [numpy.zeros((0,), dtype="i") for _ in lengths]
     n_docs, n_steps, n_tags = len(lengths), int(lengths.max()), batch_log_probs[0].shape[1]
     padded = numpy.zeros((n_docs, n_steps, n_tags), dtype=numpy.result_type(*batch_log_probs))
     for i, lp in enumerate(batch_log_probs):
         padded[i, : len(lp)] = lp
     last = lengths - 1
+    shortest = int(last.min())  # up to here every doc is still running: no masking needed
     penalty = numpy.where(allowed, 0.0, -numpy.inf)
     transitions = penalty[:n_tags, :n_tags]
     score = penalty[-1, :n_tags] + padded[:, 0]
@@ -130,14 +152,19 @@ def viterbi_batch(batch_log_probs: Sequence[numpy.ndarray], allowed: numpy.ndarr
     for t in range(1, n_steps):
         candidates = score[:, :, None] + transitions
         backpointers[:, t] = candidates.argmax(axis=1)
-        score = numpy.where((t <= last)[:, None], candidates.max(axis=1) + padded[:, t], score)
+        stepped = candidates.max(axis=1) + padded[:, t]
+        score = stepped if t <= shortest else numpy.where((t <= last)[:, None], stepped, score)
     current = (score + penalty[:n_tags, -1]).argmax(axis=1).astype("i")
     best = numpy.zeros((n_docs, n_steps), dtype="i")
     rows = numpy.arange(n_docs)
     for t in range(n_steps - 1, -1, -1):
-        active = t <= last
-        best[:, t] = numpy.where(active, current, 0)
-        if t > 0:
+        if t <= shortest:
+            best[:, t] = current
+            if t > 0:
+                current = backpointers[rows, t, current]
+        else:
+            active = t <= last
+            best[:, t] = numpy.where(active, current, 0)
             current = numpy.where(active, backpointers[rows, t, current], current)
     return [best[i, : lengths[i]] for i in range(n_docs)]
 
@@ -193,7 +220,7 @@ class TrfTaggerEntityRecognizer(ScaledHead, TrainablePipe):
             return [numpy.zeros((0,), dtype="i") for _ in docs]
         scores = self.model.predict(docs)
         # One device-to-host copy for the batch, not one per doc.
-        flat = self.model.ops.to_numpy(self.model.ops.xp.concatenate(scores)) if scores else None
+        flat = self.model.ops.to_numpy(self.model.ops.xp.concatenate(scores))
         return self.decode_batch(docs, numpy.split(flat, numpy.cumsum([len(s) for s in scores])[:-1]))
 
     def decode(self, doc: Doc, logits: numpy.ndarray) -> numpy.ndarray:
