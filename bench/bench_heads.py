@@ -19,12 +19,12 @@ import json
 import statistics
 import subprocess
 import tempfile
-import time
 from pathlib import Path
+from typing import Callable
 
 import numpy
 import torch
-from bench_pipes import five_pipe_pipeline, load_texts, make_checkpoint
+from bench_pipes import five_pipe_pipeline, interleaved, load_texts, make_checkpoint
 from common import append_jsonl, data_dir
 
 
@@ -69,19 +69,10 @@ def main() -> None:
         docs = list(nlp.pipe(texts, batch_size=args.batch_size))
     heads = [name for name in nlp.pipe_names if name != "transformer"]
 
-    def run(name: str) -> None:
-        list(nlp.get_pipe(name).pipe(docs, batch_size=args.batch_size))
+    def head_over_docs(name: str) -> Callable[[], None]:
+        return lambda: list(nlp.get_pipe(name).pipe(docs, batch_size=args.batch_size))
 
-    for name in heads:
-        run(name)
-    times = {name: [] for name in heads}
-    for _ in range(args.rounds):
-        for name in heads:
-            sync()
-            start = time.perf_counter()
-            run(name)
-            sync()
-            times[name].append(time.perf_counter() - start)
+    times = interleaved({name: head_over_docs(name) for name in heads}, args.rounds, sync)
     fingerprint = hashlib.sha256()
     for doc in docs:
         fingerprint.update(repr([(e.start, e.end, e.label_) for e in doc.ents]).encode())
