@@ -220,23 +220,21 @@ class TrfTaggerEntityRecognizer(ScaledHead, TrainablePipe):
             return [numpy.zeros((0,), dtype="i") for _ in docs]
         scores = self.model.predict(docs)
         # One device-to-host copy for the batch, not one per doc.
-        flat = self.model.ops.to_numpy(self.model.ops.xp.concatenate(scores))
-        return self.decode_batch(docs, numpy.split(flat, numpy.cumsum([len(s) for s in scores])[:-1]))
+        return self._decode_rows(docs, self.model.ops.to_numpy(self.model.ops.xp.concatenate(scores)))
 
     def decode(self, doc: Doc, logits: numpy.ndarray) -> numpy.ndarray:
         """The tag ids of the best valid BILUO sequence for one doc's logits (tokens x tags)."""
-        return self.decode_batch([doc], [logits])[0]
+        return self._decode_rows([doc], logits)[0]
 
-    def decode_batch(self, docs: Sequence[Doc], batch_logits: Sequence[numpy.ndarray]) -> List[numpy.ndarray]:
-        """`decode` for each doc: log-softmax, no B/L/U on whitespace tokens, Viterbi."""
+    def _decode_rows(self, docs: Sequence[Doc], logits: numpy.ndarray) -> List[numpy.ndarray]:
+        """`decode` for each doc, from the docs' logits stacked as rows (doc after doc): log-softmax,
+        no B/L/U on whitespace tokens, Viterbi. Row-wise, so one call serves the whole batch."""
         allowed, not_on_space = decoding_constraints(self.labels)
-        batch_log_probs = []
-        for doc, logits in zip(docs, batch_logits):
-            log_probs = log_softmax(logits)
-            spaces = doc.to_array(IS_SPACE).astype(bool)  # no Token objects: cheaper than iterating the doc
-            log_probs[numpy.ix_(spaces, not_on_space)] = -numpy.inf
-            batch_log_probs.append(log_probs)
-        return viterbi_batch(batch_log_probs, allowed)
+        log_probs = log_softmax(logits)
+        # doc.to_array, not token.is_space: no Token object per token
+        spaces = numpy.concatenate([doc.to_array(IS_SPACE) for doc in docs]).astype(bool)
+        log_probs[numpy.ix_(spaces, not_on_space)] = -numpy.inf
+        return viterbi_batch(numpy.split(log_probs, numpy.cumsum([len(doc) for doc in docs])[:-1]), allowed)
 
     def set_annotations(self, docs: Iterable[Doc], batch_tag_ids: Sequence[Ints1d]) -> None:
         """Add the predicted entities; entities already on the doc (e.g. an entity_ruler's) win
