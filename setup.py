@@ -36,7 +36,7 @@ setup(
     ],
     extras_require={
         # jieba: spaCy's Chinese word segmenter, for the language tests (tests/test_languages.py).
-        "test": ["pytest>=7", "pytest-xdist>=3", "hypothesis>=6", "ruff", "scipy", "jieba>=0.42"],
+        "test": ["pytest>=7", "pytest-xdist>=3.8", "hypothesis>=6", "ruff", "scipy", "jieba>=0.42"],
         "bench": ["accelerate>=0.26", "scipy"],
         "gpu": ["cupy-cuda12x>=12"],
     },

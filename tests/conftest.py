@@ -18,9 +18,11 @@ if os.environ.get("PYTEST_XDIST_WORKER"):
     # Two pytest workers share the 2 cores: one math thread each, or they oversubscribe the CPU.
     os.environ.setdefault("OMP_NUM_THREADS", "1")
 
-# Test files that run for minutes, started first so that `pytest -n 2 --dist loadfile` does not
-# leave one of them alone on a worker at the end (longest first; ~180 s, ~110 s, ~70 s, ~60 s).
-SLOW_FILES_FIRST = ("test_main_job.py", "test_architectures.py", "test_pretrain_kill_resume.py", "test_wheels.py")
+# Test files that run for minutes, started first so that `pytest -n 2 --dist loadfile
+# --no-loadscope-reorder` (.ci/run) does not leave one of them alone on a worker at the end
+# (longest first: ~310, ~300, ~200, ~140, ~110, ~95 s of one worker on a loaded 2-core machine).
+SLOW_FILES_FIRST = ("test_main_job.py", "test_wheels.py", "test_architectures.py", "test_pretrain_kill_resume.py",
+                    "test_configs.py", "test_minilm.py")
 
 
 def pytest_collection_modifyitems(config, items):
