@@ -32,10 +32,10 @@ import sys
 import tempfile
 import time
 from pathlib import Path
-from typing import Any, Dict, List, Tuple
+from typing import Any, Dict, List, Optional, Tuple
 
 import torch
-from common import append_jsonl, data_dir, minilm_checkpoint, read_sts
+from common import append_jsonl, data_dir, minilm_checkpoint
 from scipy.stats import pearsonr, spearmanr
 
 from spacy_mlm.readers.sts import STS_COLUMNS, read_sts_rows
@@ -70,23 +70,31 @@ def write_sts(rows: List[Dict[str, Any]], path: Path) -> Path:
     return path
 
 
-def eval_rows(args: argparse.Namespace) -> Tuple[List[Pair], str]:
-    """What a run is scored on: the held-out train pairs with --holdout, else STS-B dev."""
+def eval_rows(args: argparse.Namespace) -> Tuple[List[Pair], str, List[str]]:
+    """What a run is scored on: the held-out train pairs with --holdout, else STS-B dev; with each
+    pair's source (the file column: MSRvid, answers-forums, ...), for the per-source scores."""
     train_csv, dev_csv = sts_paths(args.data_dir)
-    if args.holdout:
-        return as_pairs(split_rows(train_csv, args.holdout, 0)[1]), "holdout"
-    return read_sts(dev_csv), "dev"
+    rows = split_rows(train_csv, args.holdout, 0)[1] if args.holdout else list(read_sts_rows(dev_csv))
+    return as_pairs(rows), "holdout" if args.holdout else "dev", [r["filename"] for r in rows]
 
 
-def correlations(predicted: List[float], gold: List[float], prefix: str = "dev") -> Dict[str, float]:
-    return {f"{prefix}_spearman": float(spearmanr(predicted, gold).correlation), f"{prefix}_pearson": float(pearsonr(predicted, gold)[0])}
+def correlations(predicted: List[float], gold: List[float], prefix: str = "dev", sources: Optional[List[str]] = None) -> Dict[str, Any]:
+    """Spearman and Pearson over all pairs, and Spearman per source (dev mixes sources train lacks)."""
+    scores: Dict[str, Any] = {f"{prefix}_spearman": float(spearmanr(predicted, gold).correlation),
+                              f"{prefix}_pearson": float(pearsonr(predicted, gold)[0])}
+    if sources:
+        scores[f"{prefix}_spearman_by_source"] = {
+            source: round(float(spearmanr([p for p, s in zip(predicted, sources) if s == source],
+                                          [g for g, s in zip(gold, sources) if s == source]).correlation), 4)
+            for source in sorted(set(sources))}
+    return scores
 
 
-def spacy_scores(nlp: Any, rows: List[Pair], prefix: str) -> Dict[str, float]:
+def spacy_scores(nlp: Any, rows: List[Pair], prefix: str, sources: List[str]) -> Dict[str, Any]:
     """doc.similarity of the two sentences, each processed on its own (what a user calls)."""
     firsts = list(nlp.pipe([r[1] for r in rows], batch_size=64))
     seconds = list(nlp.pipe([r[2] for r in rows], batch_size=64))
-    return correlations([a.similarity(b) for a, b in zip(firsts, seconds)], [r[0] for r in rows], prefix)
+    return correlations([a.similarity(b) for a, b in zip(firsts, seconds)], [r[0] for r in rows], prefix, sources)
 
 
 def run_untrained(checkpoint: str, args: argparse.Namespace) -> Dict[str, Any]:
@@ -160,13 +168,13 @@ def mean_pool(model: Any, tok: Any, texts: List[str]) -> torch.Tensor:
     return (hidden * mask).sum(1) / mask.sum(1).clamp(min=1e-9)
 
 
-def hf_scores(model: Any, tok: Any, rows: List[Pair], prefix: str) -> Dict[str, float]:
+def hf_scores(model: Any, tok: Any, rows: List[Pair], prefix: str, sources: List[str]) -> Dict[str, Any]:
     """Cosine of the two sentences' mean-pooled vectors, batches of 64 (the reference's scoring)."""
     model.eval()
     with torch.no_grad():
         vecs = [torch.cat([mean_pool(model, tok, [r[k] for r in rows[i : i + 64]]) for i in range(0, len(rows), 64)]) for k in (1, 2)]
     cos = torch.nn.functional.cosine_similarity(vecs[0], vecs[1], dim=-1).tolist()
-    return correlations(cos, [r[0] for r in rows], prefix)
+    return correlations(cos, [r[0] for r in rows], prefix, sources)
 
 
 def run_torch(checkpoint: str, args: argparse.Namespace) -> Dict[str, Any]:
@@ -178,6 +186,7 @@ def run_torch(checkpoint: str, args: argparse.Namespace) -> Dict[str, Any]:
     if args.fixed_order:
         random.Random(args.seed).shuffle(train_rows)
     tok, model = AutoTokenizer.from_pretrained(checkpoint), AutoModel.from_pretrained(checkpoint)
+    initial = {k: v.detach().clone() for k, v in model.state_dict().items()} if args.interpolate else {}
     steps = math.ceil(len(train_rows) / args.batch_size) * args.epochs
     no_decay = ("bias", "LayerNorm.weight")
     groups = [
@@ -236,6 +245,11 @@ def run_torch(checkpoint: str, args: argparse.Namespace) -> Dict[str, Any]:
             optimizer.zero_grad()
     seconds = time.perf_counter() - start
     scores = hf_scores(model, tok, *eval_rows(args))
+    trained = {k: v.detach().clone() for k, v in model.state_dict().items()} if args.interpolate else {}
+    for alpha in args.interpolate:  # WiSE-FT: alpha * trained + (1 - alpha) * initial weights, scored the same way
+        model.load_state_dict({k: alpha * trained[k] + (1 - alpha) * initial[k] if v.is_floating_point() else v
+                               for k, v in trained.items()})
+        scores[f"interpolated_{alpha:g}"] = hf_scores(model, tok, *eval_rows(args))
     clipping = {"clip": "per-tensor (thinc)" if args.optimizer == "thinc" else args.clip, "optimizer": args.optimizer, "global_norm_median": round(statistics.median(global_norms), 4),
                 "steps_global_norm_over_1": sum(n >= 1.0 for n in global_norms),
                 "steps_any_tensor_over_1": sum(k > 0 for k in tensors_over), "tensors_over_1_max": max(tensors_over)}
@@ -265,6 +279,8 @@ def main() -> None:
     parser.add_argument("--one-pass", action="store_true",
                         help="torch: both sentences of a batch's pairs in one encoder call, pairs sorted by spaCy length (spaCy's layout)")
     parser.add_argument("--no-dropout", action="store_true", help="train a copy of the checkpoint with dropout 0 (BERT-style configs)")
+    parser.add_argument("--interpolate", type=float, nargs="*", default=[],
+                        help="torch: also score alpha * trained + (1 - alpha) * initial weights for each alpha (WiSE-FT)")
     parser.add_argument("--out", type=Path, default=REPO / "bench" / "results" / "sts_train.jsonl")
     args = parser.parse_args()
     if args.clip is not None and (args.what != "torch" or args.optimizer == "thinc"):
