@@ -32,7 +32,7 @@ import sys
 import tempfile
 import time
 from pathlib import Path
-from typing import Any, Dict, List, Optional, Tuple
+from typing import Any, Callable, Dict, List, Optional, Set, Tuple
 
 import torch
 from common import append_jsonl, data_dir, minilm_checkpoint
@@ -70,31 +70,38 @@ def write_sts(rows: List[Dict[str, Any]], path: Path) -> Path:
     return path
 
 
-def eval_rows(args: argparse.Namespace) -> Tuple[List[Pair], str, List[str]]:
+def eval_rows(args: argparse.Namespace) -> Tuple[List[Pair], str, List[str], Set[str]]:
     """What a run is scored on: the held-out train pairs with --holdout, else STS-B dev; with each
-    pair's source (the file column: MSRvid, answers-forums, ...), for the per-source scores."""
+    pair's source (the file column: MSRvid, answers-forums, ...) and the sources train has, for
+    the per-source scores (dev has two sources that train lacks)."""
     train_csv, dev_csv = sts_paths(args.data_dir)
-    rows = split_rows(train_csv, args.holdout, 0)[1] if args.holdout else list(read_sts_rows(dev_csv))
-    return as_pairs(rows), "holdout" if args.holdout else "dev", [r["filename"] for r in rows]
+    train, held = split_rows(train_csv, args.holdout, 0)
+    rows = held if args.holdout else list(read_sts_rows(dev_csv))
+    return as_pairs(rows), "holdout" if args.holdout else "dev", [r["filename"] for r in rows], {r["filename"] for r in train}
 
 
-def correlations(predicted: List[float], gold: List[float], prefix: str = "dev", sources: Optional[List[str]] = None) -> Dict[str, Any]:
-    """Spearman and Pearson over all pairs, and Spearman per source (dev mixes sources train lacks)."""
+def correlations(predicted: List[float], gold: List[float], prefix: str = "dev", sources: Optional[List[str]] = None,
+                 train_sources: Optional[Set[str]] = None) -> Dict[str, Any]:
+    """Spearman and Pearson over all pairs; Spearman per source and over the pairs from sources train has."""
     scores: Dict[str, Any] = {f"{prefix}_spearman": float(spearmanr(predicted, gold).correlation),
                               f"{prefix}_pearson": float(pearsonr(predicted, gold)[0])}
     if sources:
-        scores[f"{prefix}_spearman_by_source"] = {
-            source: round(float(spearmanr([p for p, s in zip(predicted, sources) if s == source],
-                                          [g for g, s in zip(gold, sources) if s == source]).correlation), 4)
-            for source in sorted(set(sources))}
+        def spearman_where(keep: Callable[[str], bool]) -> float:
+            kept = [(p, g) for p, g, s in zip(predicted, gold, sources) if keep(s)]
+            return round(float(spearmanr(*zip(*kept)).correlation), 4)
+
+        scores[f"{prefix}_spearman_by_source"] = {source: spearman_where(source.__eq__) for source in sorted(set(sources))}
+        if train_sources and set(sources) - train_sources:
+            scores[f"{prefix}_spearman_train_sources"] = spearman_where(train_sources.__contains__)
+            scores[f"{prefix}_spearman_other_sources"] = spearman_where(lambda s: s not in train_sources)
     return scores
 
 
-def spacy_scores(nlp: Any, rows: List[Pair], prefix: str, sources: List[str]) -> Dict[str, Any]:
+def spacy_scores(nlp: Any, rows: List[Pair], prefix: str, sources: List[str], train_sources: Set[str]) -> Dict[str, Any]:
     """doc.similarity of the two sentences, each processed on its own (what a user calls)."""
     firsts = list(nlp.pipe([r[1] for r in rows], batch_size=64))
     seconds = list(nlp.pipe([r[2] for r in rows], batch_size=64))
-    return correlations([a.similarity(b) for a, b in zip(firsts, seconds)], [r[0] for r in rows], prefix, sources)
+    return correlations([a.similarity(b) for a, b in zip(firsts, seconds)], [r[0] for r in rows], prefix, sources, train_sources)
 
 
 def run_untrained(checkpoint: str, args: argparse.Namespace) -> Dict[str, Any]:
@@ -168,13 +175,13 @@ def mean_pool(model: Any, tok: Any, texts: List[str]) -> torch.Tensor:
     return (hidden * mask).sum(1) / mask.sum(1).clamp(min=1e-9)
 
 
-def hf_scores(model: Any, tok: Any, rows: List[Pair], prefix: str, sources: List[str]) -> Dict[str, Any]:
+def hf_scores(model: Any, tok: Any, rows: List[Pair], prefix: str, sources: List[str], train_sources: Set[str]) -> Dict[str, Any]:
     """Cosine of the two sentences' mean-pooled vectors, batches of 64 (the reference's scoring)."""
     model.eval()
     with torch.no_grad():
         vecs = [torch.cat([mean_pool(model, tok, [r[k] for r in rows[i : i + 64]]) for i in range(0, len(rows), 64)]) for k in (1, 2)]
     cos = torch.nn.functional.cosine_similarity(vecs[0], vecs[1], dim=-1).tolist()
-    return correlations(cos, [r[0] for r in rows], prefix, sources)
+    return correlations(cos, [r[0] for r in rows], prefix, sources, train_sources)
 
 
 def run_torch(checkpoint: str, args: argparse.Namespace) -> Dict[str, Any]:
