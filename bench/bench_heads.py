@@ -13,7 +13,6 @@ To compare two versions of spacy_mlm, run this script alternately with PYTHONPAT
 checkout of each (`git worktree add ../old COMMIT`): the row records which code ran.
 """
 
-import argparse
 import hashlib
 import json
 import statistics
@@ -24,22 +23,13 @@ from typing import Callable
 
 import numpy
 import torch
-from bench_pipes import five_pipe_pipeline, interleaved, load_texts, make_checkpoint
+from bench_pipes import five_pipe_pipeline, interleaved, load_texts, make_checkpoint, speed_arguments
 from common import append_jsonl, data_dir
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--data-dir", default=None)
-    parser.add_argument("--n-docs", type=int, default=1000)
-    parser.add_argument("--batch-size", type=int, default=64)
-    parser.add_argument("--rounds", type=int, default=5)
+    parser = speed_arguments(__doc__, "heads.jsonl")
     parser.add_argument("--threads", type=int, default=2)
-    parser.add_argument("--checkpoint", default=None, help="HF encoder checkpoint (default: all-MiniLM-L6-v2).")
-    parser.add_argument("--random-weights", action="store_true",
-                        help="Only --checkpoint's config and tokenizer, with seeded random weights.")
-    parser.add_argument("--gpu-id", type=int, default=-1, help="Run the pipeline on this GPU.")
-    parser.add_argument("--out", type=Path, default=Path(__file__).parent / "results" / "heads.jsonl")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     if args.gpu_id >= 0:

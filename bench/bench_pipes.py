@@ -119,18 +119,24 @@ def five_pipe_pipeline(ckpt: str, texts: List[str]) -> spacy.Language:
     return nlp
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+def speed_arguments(description: str, out: str) -> argparse.ArgumentParser:
+    """The options bench_pipes.py and bench_heads.py share: data, docs, batches, rounds, encoder, device."""
+    parser = argparse.ArgumentParser(description=description, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--data-dir", default=None)
     parser.add_argument("--n-docs", type=int, default=1000)
     parser.add_argument("--batch-size", type=int, default=64)
     parser.add_argument("--rounds", type=int, default=5)
-    parser.add_argument("--dtypes", default="fp32", help="Precisions of the shared transformer, e.g. fp32,int8.")
-    parser.add_argument("--out", type=Path, default=Path(__file__).parent / "results" / "pipes.jsonl")
-    parser.add_argument("--gpu-id", type=int, default=-1, help="Run both sides on this GPU (fp16 needs one).")
     parser.add_argument("--checkpoint", default=None, help="HF encoder checkpoint (default: all-MiniLM-L6-v2).")
     parser.add_argument("--random-weights", action="store_true",
                         help="Only --checkpoint's config and tokenizer, with seeded random weights (speed rows only).")
+    parser.add_argument("--gpu-id", type=int, default=-1, help="Run on this GPU (fp16 needs one).")
+    parser.add_argument("--out", type=Path, default=Path(__file__).parent / "results" / out)
+    return parser
+
+
+def main() -> None:
+    parser = speed_arguments(__doc__, "pipes.jsonl")
+    parser.add_argument("--dtypes", default="fp32", help="Precisions of the shared transformer, e.g. fp32,int8.")
     parser.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's).")
     parser.add_argument("--precision-only", action="store_true",
                         help="Only the rows that compare --dtypes (ours and the raw forward), not the HF pipelines.")
