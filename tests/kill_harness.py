@@ -11,10 +11,10 @@ are forked from a process that has imported spacy_mlm once and each calls the sa
 entry point (spacy_mlm.cli.main) in a fresh child: the same code path, without 5 s of
 imports per kill (launcher="exec" starts every run the slow way).
 
-Kill moments, relative to training progress read from metrics.jsonl (so a slow machine
-does not shift them): inside a checkpoint write (the loop logs step N, then writes checkpoint
-N; SPACY_MLM_TEST_CHECKPOINT_PAUSE stretches the write so kills land in it), inside the write
-of final/, at any step, or during start-up.
+Kill moments, relative to training progress read from metrics.jsonl and the checkpoint folder
+(so a slow machine does not shift them): inside a checkpoint write (once its temporary directory
+exists; SPACY_MLM_TEST_CHECKPOINT_PAUSE stretches the write so kills land in it), inside the
+write of final/, at any step, or during start-up.
 """
 
 import json
@@ -333,9 +333,14 @@ def _kill_round(out, train, dev, model, kills, rng, pause, server, first, report
                 mode, min(MAX_STEPS, base + rng.randint(1, 7)))
             alive = wait_for(proc, log, lambda t=target, m=metrics: any(s >= t for s in logged_steps(m)),
                              f"step {target}")
-            # After step N is logged: the eval (every 8 steps), checkpoint N (6 pauses) or final/
-            # (2 pauses), the next step.
-            window = {"checkpoint": 7 * pause + 0.1, "final": 3 * pause + 0.05}.get(mode, 0.15)
+            if mode == "checkpoint" and alive:
+                # Aimed at the write itself, which starts after the step's eval and logging: wait
+                # for its temporary directory (or its end, if missed), then kill within the 3
+                # pauses it takes at least. A fixed delay after the log line missed it under load.
+                tmp, done = (out / "checkpoints" / f"{name}step_{target:08d}" for name in (".tmp-", ""))
+                alive = wait_for(proc, log, lambda a=tmp, b=done: a.exists() or b.exists(), f"checkpoint {target}'s write")
+            # After step N is logged: the eval (every 8 steps), the next step, or final/ (2 pauses).
+            window = {"checkpoint": 3 * pause, "final": 3 * pause + 0.05}.get(mode, 0.15)
             time.sleep(rng.uniform(0, window))
         if alive and proc.poll() is None:
             proc.send_signal(signal.SIGKILL)
