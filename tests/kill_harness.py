@@ -50,7 +50,7 @@ TIMEOUT = 180.0
 class KillReport:
     tried: int = 0
     survived: int = 0
-    in_checkpoint_write: int = 0  # kills that left a half-written checkpoint directory behind
+    in_checkpoint_write: int = 0  # kills that left a half-written checkpoint directory behind (none there before)
     in_final_write: int = 0  # ... a half-written final/ directory
     finished_before_kill: int = 0
     modes: Dict[str, int] = field(default_factory=dict)
@@ -311,6 +311,7 @@ def _kill_round(out, train, dev, model, kills, rng, pause, server, first, report
         log = out.parent / f"{out.name}-run{n:03d}.log"
         cmd = cli_command(out, train, dev, model, resume=resume_step is not None)
         use_exec = server is None or (first and n == 1)  # the first run of all: the console script
+        left_over = half_written(out)  # by an earlier kill: not this kill's doing
         proc = start(cmd, log, pause) if use_exec else server.start(cmd, log, pause)
         base = 0
         if resume_step is not None:
@@ -350,8 +351,8 @@ def _kill_round(out, train, dev, model, kills, rng, pause, server, first, report
         if killed:
             report.tried += 1
             report.modes[mode] = report.modes.get(mode, 0) + 1
-            report.in_checkpoint_write += where == "checkpoint"
-            report.in_final_write += where == "final"
+            report.in_checkpoint_write += where == "checkpoint" and left_over is None
+            report.in_final_write += where == "final" and left_over is None
         elif proc.returncode == 0:
             report.finished_before_kill += 1  # nothing killed; --resume redoes the tail
         else:
