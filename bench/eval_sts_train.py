@@ -148,10 +148,11 @@ def run_spacy(checkpoint: str, args: argparse.Namespace) -> Dict[str, Any]:
         seconds = time.perf_counter() - start
         best = spacy.util.load_meta(tmp / "out" / "model-best" / "meta.json")["performance"]
         nlp = spacy.load(tmp / "out" / "model-last")
-        scores = spacy_scores(nlp, *eval_rows(args))
+        evaluation = eval_rows(args)
+        scores = spacy_scores(nlp, *evaluation)
         # The same trained weights scored as the reference scores its own: tells training from scoring apart.
         trf = nlp.get_pipe("transformer").model
-        scores.update({f"{k}_hf_pooling": v for k, v in hf_scores(trf.transformer, trf.tokenizer, *eval_rows(args)).items()})
+        scores.update({f"{k}_hf_pooling": v for k, v in hf_scores(trf.transformer, trf.tokenizer, *evaluation).items()})
     return {**scores, "train_seconds": seconds, "steps": steps, "train_pairs": n_pairs,
             "model_best_spearman_during_training": best.get("similarity_spearman"),
             "note": "scores of model-last; spaCy's Adam.v1: L2 0.01 as weight decay, grad_clip 1.0 per parameter tensor"}
@@ -251,12 +252,13 @@ def run_torch(checkpoint: str, args: argparse.Namespace) -> Dict[str, Any]:
             schedule.step()
             optimizer.zero_grad()
     seconds = time.perf_counter() - start
-    scores = hf_scores(model, tok, *eval_rows(args))
+    evaluation = eval_rows(args)
+    scores = hf_scores(model, tok, *evaluation)
     trained = {k: v.detach().clone() for k, v in model.state_dict().items()} if args.interpolate else {}
     for alpha in args.interpolate:  # WiSE-FT: alpha * trained + (1 - alpha) * initial weights, scored the same way
         model.load_state_dict({k: alpha * trained[k] + (1 - alpha) * initial[k] if v.is_floating_point() else v
                                for k, v in trained.items()})
-        scores[f"interpolated_{alpha:g}"] = hf_scores(model, tok, *eval_rows(args))
+        scores[f"interpolated_{alpha:g}"] = hf_scores(model, tok, *evaluation)
     clipping = {"clip": "per-tensor (thinc)" if args.optimizer == "thinc" else args.clip, "optimizer": args.optimizer, "global_norm_median": round(statistics.median(global_norms), 4),
                 "steps_global_norm_over_1": sum(n >= 1.0 for n in global_norms),
                 "steps_any_tensor_over_1": sum(k > 0 for k in tensors_over), "tensors_over_1_max": max(tensors_over)}
@@ -293,6 +295,8 @@ def main() -> None:
     if args.clip is not None and (args.what != "torch" or args.optimizer == "thinc"):
         parser.error("--clip applies to the torch reference with AdamW only (spaCy and --optimizer thinc use "
                      "thinc's Adam, which clips each tensor to norm 1.0 itself)")
+    if args.interpolate and args.what != "torch":
+        parser.error("--interpolate applies to the torch reference only")
     args.clip = args.clip or "global"
     checkpoint = str(args.checkpoint or minilm_checkpoint() or "")
     if not checkpoint:
