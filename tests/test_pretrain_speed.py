@@ -22,12 +22,16 @@ def losses(out):
 
 def test_auto_precision_is_bf16_only_where_it_is_native(monkeypatch):
     cpu = torch.device("cpu")
+    monkeypatch.setattr(torch.backends.cpu, "get_cpu_capability", lambda: "AVX512")
     monkeypatch.setattr(loop, "cpu_flags", lambda: {"avx", "avx2", "fma"})  # bf16 emulated: ~100x slower
     assert resolve_precision("auto", cpu) == "fp32"
     monkeypatch.setattr(loop, "cpu_flags", lambda: {"avx2", "avx512f", "avx512_bf16"})
     assert resolve_precision("auto", cpu) == "bf16"
     monkeypatch.setattr(loop, "cpu_flags", lambda: {"avx2", "amx_bf16"})
     assert resolve_precision("auto", cpu) == "bf16"
+    # A CPU with bf16 whose torch kernels are held at AVX2 (ATEN_CPU_CAPABILITY=avx2) runs as an AVX2 one.
+    monkeypatch.setattr(torch.backends.cpu, "get_cpu_capability", lambda: "AVX2")
+    assert resolve_precision("auto", cpu) == "fp32"
     assert resolve_precision("fp32", cpu) == "fp32" and resolve_precision("bf16", cpu) == "bf16"
 
 
@@ -43,7 +47,7 @@ def test_switches_reach_the_run_and_train_the_same_model(tmp_path, pt_corpus, pt
     """Defaults ("auto") and the explicit other choices: run.json records what ran; with dropout off
     the two runs' losses agree (different kernels, the same maths)."""
     o = overrides(*pt_corpus, pt_model, training__max_steps=3, training__eval_frequency=0,
-                  model__dropout=0.0, system__threads=1)
+                  model__dropout=0.0, system__threads=1, training__precision="auto")
     pretrain(CONFIG, tmp_path / "auto", o)
     pretrain(CONFIG, tmp_path / "other", {**o, "model.attn_implementation": "eager", "training.adamw": "for-loop",
                                           "training.precision": "fp32"})

@@ -351,7 +351,9 @@ def native_bf16(device: torch.device) -> bool:
     an AVX2 CPU is ~100x slower than fp32."""
     if device.type == "cuda":
         return torch.cuda.is_bf16_supported()
-    return bool({"avx512_bf16", "amx_bf16"} & cpu_flags())
+    # torch's own kernel level too: ATEN_CPU_CAPABILITY=avx2 makes an AVX512-BF16 CPU run as an AVX2 one.
+    avx512 = torch.backends.cpu.get_cpu_capability().startswith(("AVX512", "AMX"))
+    return avx512 and bool({"avx512_bf16", "amx_bf16"} & cpu_flags())
 
 
 def resolve_precision(precision: str, device: torch.device) -> str:
