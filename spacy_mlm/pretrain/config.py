@@ -21,7 +21,7 @@ PLAIN_SECTIONS: Dict[str, Dict[str, Any]] = {
         "weight_decay": 0.01, "beta1": 0.9, "beta2": 0.98, "eps": 1e-6, "warmup_steps": 10,
         "schedule": "linear", "max_grad_norm": 1.0, "max_steps": 1000, "eval_frequency": 200,
         "eval_sequences": 256, "checkpoint_frequency": 200, "keep_checkpoints": 2,
-        "precision": "auto", "compile": False, "adamw": "auto",
+        "precision": "auto", "compile": False, "adamw": "auto", "head_warmup_steps": 0, "head_warmup_lr": 1e-3,
     },
     "logging": {"progress_bar": True, "log_frequency": 1, "metrics_file": "metrics.jsonl"},
 }
@@ -115,6 +115,10 @@ def load_config(path: Union[str, Path], overrides: Optional[Dict[str, Any]] = No
     if cfg["model"]["attn_implementation"] not in ATTN_IMPLEMENTATIONS:
         raise SpacyMlmError(f"[model] attn_implementation = {cfg['model']['attn_implementation']!r}: use one of "
                             f"{', '.join(ATTN_IMPLEMENTATIONS)}.")
+    warmup_steps = training["head_warmup_steps"]
+    if not isinstance(warmup_steps, int) or not 0 <= warmup_steps < training["max_steps"]:
+        raise SpacyMlmError(f"[training] head_warmup_steps = {warmup_steps!r}: use a whole number from 0 to "
+                            f"max_steps - 1 = {training['max_steps'] - 1} (the whole model trains after it).")
     if cfg["model"]["name"] is None:
         raise SpacyMlmError("No base model: pass --paths.base_model DIR (a checkpoint from `spacy-mlm init-model`).")
     if cfg["corpus"]["train"].get("path") is None:

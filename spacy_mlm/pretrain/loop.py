@@ -30,6 +30,7 @@ from .config import load_config, resolve
 from .corpus import holdout
 from .masking import IGNORE_INDEX, Masker
 from .model import SparseMLM, load_mlm_model
+from .optim import encoder_trainable, make_optimizer, make_scheduler
 from .packing import Packer, Sequence_, collate
 from .rundir import append_jsonl, prepare_output_dir, record_settings, truncate_metrics
 
@@ -82,14 +83,16 @@ def train(cfg, out: Path, *, resume: bool = False, force: bool = False, on_step=
             print(f"Reusing the tokenized training corpus in {cache}", flush=True)
     barrier(world)
     eval_batches = make_eval_batches(dev_data, T["eval_sequences"], per_micro, masker, tokenizer, S["seed"])
-    if cfg["model"]["head_only"]:
-        for p in getattr(model, model.base_model_prefix).parameters():
-            p.requires_grad_(False)
+    if M["head_only"]:  # the encoder never trains: it is left out of the optimizer
+        encoder_trainable(model, False)
+    # Head warm-up: the first head_warmup_steps train only the MLM head (a fresh head on a
+    # pretrained encoder would otherwise send it large, random gradients), then the whole model.
+    head_warmup = 0 if M["head_only"] else T["head_warmup_steps"]
     model.to(device)
     model.train()
     adamw = T["adamw"] if T["adamw"] != "auto" else ("fused" if device.type == "cuda" else "foreach")
-    optimizer = make_optimizer(model, T, adamw)
-    scheduler = make_scheduler(optimizer, T["schedule"], T["warmup_steps"], T["max_steps"])
+    optimizer = make_optimizer(model, T, adamw, by_part=head_warmup > 0)
+    scheduler = make_scheduler(optimizer, T, head_warmup)
     precision = resolve_precision(T["precision"], device)
     autocast = make_autocast(precision, device)
     scaler = torch.amp.GradScaler("cuda", enabled=precision == "fp16")
@@ -115,11 +118,9 @@ def train(cfg, out: Path, *, resume: bool = False, force: bool = False, on_step=
         else:
             print(f"No complete checkpoint in {out / CHECKPOINTS}: starting from step 0", flush=True)
 
-    net: torch.nn.Module = SparseMLM(model)
-    if T["compile"]:
-        net = torch.compile(net)
-    if world > 1:
-        net = torch.nn.parallel.DistributedDataParallel(net, device_ids=[device.index] if device.type == "cuda" else None)
+    if state["step"] < head_warmup:
+        encoder_trainable(model, False)
+    net = wrap(model, T["compile"], world, device)
 
     # ---- the loop
     stream = train_data.stream(skip=state["sequences"])
@@ -127,6 +128,11 @@ def train(cfg, out: Path, *, resume: bool = False, force: bool = False, on_step=
     progress = make_progress(max_steps, step, enabled=main and log["progress_bar"])
     t0, tokens_t0 = time.perf_counter(), state["tokens"]
     while step < max_steps:
+        if head_warmup and step == head_warmup:  # the head is warm: the whole model trains from here
+            encoder_trainable(model, True)
+            net = wrap(model, T["compile"], world, device)  # DDP syncs the parameters it was built with
+            if main:
+                print(f"Head warm-up done after {step} steps: training the whole model", flush=True)
         # Global batch, masked identically on every process; this process keeps its rows.
         batch = make_batch([seq for _, seq in islice(stream, seqs_per_step)], masker, tokenizer, mask_gen)
         n_masked = max(1, int((batch["labels"] != IGNORE_INDEX).sum()))
@@ -163,7 +169,7 @@ def train(cfg, out: Path, *, resume: bool = False, force: bool = False, on_step=
 
         # ---- log, evaluate, checkpoint
         elapsed = time.perf_counter() - t0
-        record = {"step": step, "loss": loss_value, "lr": scheduler.get_last_lr()[0],
+        record = {"step": step, "loss": loss_value, "lr": max(scheduler.get_last_lr()),  # the head's in a warm-up
                   "grad_norm": float(grad_norm), "tokens": state["tokens"],
                   "tokens_per_s": (state["tokens"] - tokens_t0) / max(elapsed, 1e-9)}
         if main and (step % log["log_frequency"] == 0 or step == max_steps):
@@ -252,6 +258,16 @@ def evaluate(model, batches: Iterable[Batch], device: torch.device, autocast) ->
 # ---------------------------------------------------------------------------- set-up
 
 
+def wrap(model: torch.nn.Module, compile_: bool, world: int, device: torch.device) -> torch.nn.Module:
+    """The module the step calls: sparse MLM, compiled, under DDP as the settings say."""
+    net: torch.nn.Module = SparseMLM(model)
+    if compile_:
+        net = torch.compile(net)
+    if world > 1:
+        net = torch.nn.parallel.DistributedDataParallel(net, device_ids=[device.index] if device.type == "cuda" else None)
+    return net
+
+
 def init_processes(gpu_id: int) -> Tuple[int, int, torch.device]:
     """(world size, rank, device); torchrun sets WORLD_SIZE/RANK/LOCAL_RANK."""
     world, rank = int(os.environ.get("WORLD_SIZE", 1)), int(os.environ.get("RANK", 0))
@@ -306,34 +322,6 @@ def make_packers(cfg, corpora: Dict[str, Any], tokenizer, masker: Masker, out: P
     train_data = Packer(train_corpus, tokenizer, seq_length, shuffle_buffer=C["shuffle_buffer"], seed=seed,
                         name="training corpus", cache_dir=cache_dir, corpus_key=corpus_key, **pack)
     return train_data, Packer(dev_corpus, tokenizer, seq_length, name="dev corpus", **pack)
-
-
-ADAMW_KERNELS = {"fused": {"fused": True}, "foreach": {"foreach": True}, "for-loop": {"foreach": False}}
-
-
-def make_optimizer(model: torch.nn.Module, T: Dict[str, Any], kernel: str = "foreach") -> torch.optim.Optimizer:
-    """AdamW; biases and LayerNorm weights get no weight decay. kernel: fused (one kernel for all
-    parameters), foreach (a few batched ops per group) or for-loop (one parameter at a time)."""
-    params = [(n, p) for n, p in model.named_parameters() if p.requires_grad]
-    no_decay = [p for n, p in params if p.ndim < 2 or "norm" in n.lower()]
-    decay = [p for n, p in params if not (p.ndim < 2 or "norm" in n.lower())]
-    return torch.optim.AdamW(
-        [{"params": decay, "weight_decay": T["weight_decay"]}, {"params": no_decay, "weight_decay": 0.0}],
-        lr=T["learning_rate"], betas=(T["beta1"], T["beta2"]), eps=T["eps"], **ADAMW_KERNELS[kernel],
-    )
-
-
-def make_scheduler(optimizer, schedule: str, warmup: int, max_steps: int):
-    from transformers import (
-        get_constant_schedule_with_warmup,
-        get_cosine_schedule_with_warmup,
-        get_linear_schedule_with_warmup,
-    )
-
-    if schedule == "constant":
-        return get_constant_schedule_with_warmup(optimizer, warmup)
-    make = get_cosine_schedule_with_warmup if schedule == "cosine" else get_linear_schedule_with_warmup
-    return make(optimizer, warmup, max_steps)
 
 
 def cpu_flags() -> Set[str]:
