@@ -180,11 +180,12 @@ def convert_command(
     ner:     token<TAB>tag or `token POS chunk tag`, IOB1/IOB2, -DOCSTART-, blank lines end sentences
     textcat: `sentence<TAB>label` with header (GLUE), label<TAB>text, text<TAB>label, or `label text`;
              with --labels: a text file, a labels file, an `id<TAB>name` --mapping (TweetEval)
+    sts:     genre, filename, year, id, score, sentence1, sentence2 (TAB-separated, no header)
 
-    TweetEval's official metric in `spacy evaluate` (after training configs/textcat.cfg):
+    \b
+    TweetEval's official metric in `spacy evaluate` (after `spacy train configs/textcat.cfg`):
     emotion, hate, offensive: cats_score (macro F); irony: cats_f_per_type irony f, also cats_score
     when trained with --initialize.components.textcat '{"positive_label": "irony"}'.
-    sts:     genre, filename, year, id, score, sentence1, sentence2 (TAB-separated, no header)
     """
     from wasabi import msg
 
@@ -204,7 +205,7 @@ def convert_command(
         skipped = counts.get("skipped_empty_text")
         msg.info(
             f"format {counts['format']}, {len(counts['labels'])} labels, {mode}"
-            + (f"; {skipped:,} examples with empty text left out" if skipped else "")
+            + (f"; {skipped:,} example{'s' if skipped > 1 else ''} with empty text left out" if skipped else "")
         )
     else:
         msg.info(
