@@ -103,7 +103,7 @@ def test_skip_empty_text(tmp_path):
     [
         # line counts differ: both files and both counts
         ("a\nb\nc\n", "0\n1\n", MAPPING, ["{text} has 3 lines but {labels} has 2", "belong together"]),
-        ("a\n", "0\n1\n\n", None, ["{text} has 1 lines but {labels} has 2"]),
+        ("a\n", "0\n1\n\n", None, ["{text} has 1 line but {labels} has 2"]),
         # a label that is not an id of the mapping: file, line, value, the known ids
         ("a\nb\n", "0\n4\n", MAPPING, ["{labels}:2: the label '4' is not an id of {mapping}",
                                        "known ids: 0, 1, 2, 3"]),

@@ -78,7 +78,8 @@ def read_parallel_examples(
         raise empty_error(text_path, "examples")
     if len(texts) != len(labels):
         raise SpacyMlmError(
-            f"{text_path} has {len(texts):,} lines but {labels_path} has {len(labels):,} (blank lines at the end "
+            f"{text_path} has {len(texts):,} line{'s' if len(texts) != 1 else ''} but {labels_path} has "
+            f"{len(labels):,} (blank lines at the end "
             "not counted): line i of the labels file is the class of line i of the text file, so both need the "
             "same number of lines. Check that the two files belong together."
         )
