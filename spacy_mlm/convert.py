@@ -2,8 +2,11 @@
 
     spacy-mlm convert INPUT OUTPUT.spacy --kind ner|textcat|sts [--lang en] [--n-sents 1]
         [--format auto|header|label-tab|text-tab|label-space] [--multilabel/--exclusive]
+    spacy-mlm convert TEXT_FILE OUTPUT.spacy --kind textcat --labels LABEL_FILE [--mapping MAPPING_FILE]
+        [--skip-empty-text]
 
-The formats read are described in spacy_mlm/readers/ (conll.py, textcat.py, sts.py); the readers
+The formats read are described in spacy_mlm/readers/ (conll.py, textcat.py, parallel_labels.py,
+sts.py); the readers
 are importable from here too.
 """
 
@@ -20,6 +23,9 @@ from .readers import (  # noqa: F401 - re-exported: the readers' import path for
     iob_to_iob2,
     read_conll_ner,
     read_conll_sentences,
+    read_label_mapping,
+    read_parallel_examples,
+    read_parallel_textcat,
     read_sts,
     read_sts_rows,
     read_textcat,
@@ -39,21 +45,28 @@ def convert(
     n_sents: int = 1,
     fmt: str = "auto",
     multilabel: Optional[bool] = None,
+    labels_path: Optional[PathLike] = None,
+    mapping_path: Optional[PathLike] = None,
+    skip_empty_text: bool = False,
 ) -> Dict[str, Any]:
     """Read INPUT as ``kind`` (ner, textcat, sts) and write the docs as a DocBin to OUTPUT.
 
     OUTPUT that is an existing directory gets ``<input name>.spacy`` inside it (without a
     ``.conll``/``.tsv``/``.csv``/``.txt``/``.iob`` suffix: ``dev.tsv`` -> ``dev.spacy``,
     ``stsa.binary.dev`` -> ``stsa.binary.dev.spacy``). ``n_sents``
-    applies to ner, ``fmt`` and ``multilabel`` to textcat. Returns the counts: always ``kind``,
+    applies to ner, ``fmt`` and ``multilabel`` to textcat. ``labels_path`` makes INPUT a text file
+    whose line i has the class on line i of ``labels_path`` (exclusive; ids named by
+    ``mapping_path``: spacy_mlm/readers/parallel_labels.py). Returns the counts: always ``kind``,
     ``input``, ``output``, ``docs``; ner adds ``sentences``, ``tokens``, ``entities``,
     ``labels`` (entities per type), ``docstart_lines``, ``iob1_fixes``; textcat adds
-    ``labels`` (positive examples per label), ``format``, ``multilabel``; sts adds ``pairs``.
+    ``labels`` (positive examples per label), ``format``, ``multilabel`` (with ``labels_path``
+    also ``skipped_empty_text``); sts adds ``pairs``.
     """
     from spacy.tokens import DocBin
 
     if kind not in KINDS:
         raise SpacyMlmError(f"Unknown kind {kind!r}: use one of {', '.join(KINDS)}.")
+    _check_labels_options(kind, fmt, multilabel, labels_path, mapping_path, skip_empty_text)
     input_path, output_path = Path(input_path), Path(output_path)
     if output_path.is_dir():
         name = input_path.stem if input_path.suffix.lower() in DATA_SUFFIXES else input_path.name
@@ -75,7 +88,11 @@ def convert(
             iob1_fixes=stats["iob1_fixes"],
         )
     elif kind == "textcat":
-        docs = list(read_textcat(input_path, fmt=fmt, multilabel=multilabel, lang=lang, stats=stats))
+        if labels_path is not None:
+            docs = list(read_parallel_textcat(input_path, labels_path, mapping_path, skip_empty_text, lang, stats=stats))
+            counts["skipped_empty_text"] = stats["skipped_empty_text"]
+        else:
+            docs = list(read_textcat(input_path, fmt=fmt, multilabel=multilabel, lang=lang, stats=stats))
         for doc in docs:
             labels.update(label for label, value in doc.cats.items() if value == 1.0)
         counts.update(
@@ -90,6 +107,23 @@ def convert(
     output_path.parent.mkdir(parents=True, exist_ok=True)
     DocBin(docs=docs, store_user_data=kind == "sts").to_disk(output_path)
     return counts
+
+
+def _check_labels_options(
+    kind: str, fmt: str, multilabel: Optional[bool], labels_path: Any, mapping_path: Any, skip_empty_text: bool
+) -> None:
+    if labels_path is None:
+        if mapping_path is not None or skip_empty_text:
+            raise SpacyMlmError("--mapping and --skip-empty-text go with --labels LABEL_FILE: add it, or leave them out.")
+    elif kind != "textcat":
+        raise SpacyMlmError(f"--labels is for --kind textcat (a text file and its labels file), not --kind {kind}.")
+    elif fmt != "auto":
+        raise SpacyMlmError(
+            f"--format {fmt} is the layout of a file with a label and a text on each line; with --labels, INPUT "
+            "holds only the texts: leave out --format."
+        )
+    elif multilabel:
+        raise SpacyMlmError("--labels gives one class per line (exclusive classes): leave out --multilabel.")
 
 
 @click.command("convert")
@@ -111,19 +145,54 @@ def convert(
     default=None,
     help="textcat: allow several `,`-joined labels per line, or reject them (default: detect).",
 )
+@click.option(
+    "--labels",
+    "labels_path",
+    type=click.Path(path_type=Path),
+    default=None,
+    help="textcat: INPUT holds only texts, one per line; line i of this file is the class of line i (TweetEval).",
+)
+@click.option(
+    "--mapping",
+    "mapping_path",
+    type=click.Path(path_type=Path),
+    default=None,
+    help="textcat with --labels: `id<TAB>name` lines; the labels are ids, the docs get the names.",
+)
+@click.option(
+    "--skip-empty-text", is_flag=True, help="textcat with --labels: leave out examples whose text line is empty."
+)
 def convert_command(
-    input_path: Path, output_path: Path, kind: str, lang: str, n_sents: int, fmt: str, multilabel: Optional[bool]
+    input_path: Path,
+    output_path: Path,
+    kind: str,
+    lang: str,
+    n_sents: int,
+    fmt: str,
+    multilabel: Optional[bool],
+    labels_path: Optional[Path],
+    mapping_path: Optional[Path],
+    skip_empty_text: bool,
 ) -> None:
     """Convert a NER (CoNLL/IOB), textcat or STS Benchmark file to a .spacy DocBin.
 
     \b
     ner:     token<TAB>tag or `token POS chunk tag`, IOB1/IOB2, -DOCSTART-, blank lines end sentences
-    textcat: `sentence<TAB>label` with header (GLUE), label<TAB>text, text<TAB>label, or `label text`
+    textcat: `sentence<TAB>label` with header (GLUE), label<TAB>text, text<TAB>label, or `label text`;
+             with --labels: a text file, a labels file, an `id<TAB>name` --mapping (TweetEval)
     sts:     genre, filename, year, id, score, sentence1, sentence2 (TAB-separated, no header)
+
+    \b
+    TweetEval's official metric in `spacy evaluate` (after `spacy train configs/textcat.cfg`):
+    emotion, hate, offensive: cats_score (macro F); irony: cats_f_per_type irony f, also cats_score
+    when trained with --initialize.components.textcat '{"positive_label": "irony"}'.
     """
     from wasabi import msg
 
-    counts = convert(input_path, output_path, kind, lang=lang, n_sents=n_sents, fmt=fmt, multilabel=multilabel)
+    counts = convert(
+        input_path, output_path, kind, lang=lang, n_sents=n_sents, fmt=fmt, multilabel=multilabel,
+        labels_path=labels_path, mapping_path=mapping_path, skip_empty_text=skip_empty_text,
+    )
     msg.good(f"Wrote {counts['docs']:,} docs to {counts['output']}")
     if kind == "ner":
         msg.info(
@@ -133,7 +202,11 @@ def convert_command(
         )
     elif kind == "textcat":
         mode = "multilabel" if counts["multilabel"] else "exclusive"
-        msg.info(f"format {counts['format']}, {len(counts['labels'])} labels, {mode}")
+        skipped = counts.get("skipped_empty_text")
+        msg.info(
+            f"format {counts['format']}, {len(counts['labels'])} labels, {mode}"
+            + (f"; {skipped:,} example{'s' if skipped > 1 else ''} with empty text left out" if skipped else "")
+        )
     else:
         msg.info(
             f"{counts['pairs']:,} pairs (2 docs each: user_data pair_id, side a/b, score, genre)"
