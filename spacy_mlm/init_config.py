@@ -15,7 +15,24 @@ import click
 
 from .errors import SpacyMlmError
 
-CONFIG_KINDS = ("pretrain", "ner", "textcat", "full", "similarity")
+CONFIG_KINDS = ("pretrain", "dapt", "ner", "textcat", "full", "similarity")
+# Kinds written from another kind's file with settings of their own.
+DERIVED_KINDS = {"dapt": "pretrain"}
+CONFIG_FILES = tuple(kind for kind in CONFIG_KINDS if kind not in DERIVED_KINDS)
+# Continued (domain-adaptive) pretraining of a pretrained checkpoint on the user's text. Sized for
+# about 2M tokens (100,000 tweets) in under 30 minutes on 2 CPU cores with bf16; BENCHMARKS.md
+# ("Domain-adaptive pretraining") has the measurements that chose each value. More text: raise
+# max_steps (each step is batch_tokens tokens).
+DAPT_SETTINGS = {
+    "training.learning_rate": 1e-4,
+    "training.warmup_steps": 50,
+    "training.batch_tokens": 2048,
+    "training.max_steps": 1500,
+    "training.eval_frequency": 100,
+    "training.checkpoint_frequency": 250,
+}
+# A checkpoint without an MLM head first trains a fresh one with the encoder frozen.
+DAPT_HEAD_WARMUP = {"training.head_warmup_steps": 300, "training.head_warmup_lr": 2e-3}
 # --windows: how the transformer cuts docs into windows. `strided`: the shipped configs' 128
 # spaCy tokens, stride 96. `model-max`: as many wordpieces as the checkpoint takes (spacy_mlm/spans.py).
 # `auto`: model-max for a long-context checkpoint (ModernBERT: 8,192 positions), else strided.
@@ -31,6 +48,7 @@ def default_config_text(kind: str) -> str:
     """The commented default config of KIND as shipped with spacy-mlm."""
     if kind not in CONFIG_KINDS:
         raise SpacyMlmError(f"Unknown config kind {kind!r}: use one of {', '.join(CONFIG_KINDS)}.")
+    kind = DERIVED_KINDS.get(kind, kind)
     return files("spacy_mlm").joinpath("configs", f"{kind}.cfg").read_text(encoding="utf8")
 
 
@@ -55,7 +73,7 @@ def resolve_windows(windows: str, kind: str, base_model: Optional[str]) -> str:
     """`auto`: model-max for a long-context base model of a ner/textcat/full config, else strided."""
     if windows != "auto":
         return windows
-    if kind in ("pretrain", "similarity") or not base_model:
+    if kind in ("pretrain", "dapt", "similarity") or not base_model:
         return "strided"
     positions = max_positions(base_model)
     return "model-max" if positions is not None and positions > LONG_CONTEXT_POSITIONS else "strided"
@@ -78,7 +96,9 @@ def fill_config(kind: str, *, base_model: Optional[str] = None, gpu: bool = Fals
     windows = resolve_windows(windows, kind, base_model)
     config = Config().from_str(default_config_text(kind), interpolate=False)
     config["paths"]["base_model"] = base_model
-    if kind == "pretrain":
+    if kind == "dapt":
+        apply_dapt(config, base_model)
+    if kind in ("pretrain", "dapt"):
         if windows != "strided":
             raise SpacyMlmError("--windows is for the spaCy training configs: pretraining sets its sequence length "
                                 "with [corpus] max_length.")
@@ -102,6 +122,24 @@ def fill_config(kind: str, *, base_model: Optional[str] = None, gpu: bool = Fals
     filled = spacy.util.load_model_from_config(nlp.config).config  # validate what was filled
     filled["paths"]["base_model"] = base_model
     return filled
+
+
+def apply_dapt(config, base_model: Optional[str]) -> None:
+    """The pretrain config set for continued pretraining of base_model, with a head warm-up where
+    the checkpoint has no MLM head."""
+    from spacy.util import set_dot_to_object
+
+    from .mlm import has_mlm_head
+
+    if not base_model:
+        raise SpacyMlmError("init-config dapt needs --base-model CKPT (an HF checkpoint dir or hub name): the recipe "
+                            "depends on whether the checkpoint ships an MLM head.")
+    settings = dict(DAPT_SETTINGS)
+    if not has_mlm_head(base_model):
+        settings.update(DAPT_HEAD_WARMUP)
+        settings["training.max_steps"] += DAPT_HEAD_WARMUP["training.head_warmup_steps"]
+    for key, value in settings.items():
+        set_dot_to_object(config, key, value)
 
 
 def use_model_max_windows(config, kind: str) -> None:
@@ -131,6 +169,8 @@ def init_config_command(kind: str, output_file: str, base_model: Optional[str], 
 
     \b
     pretrain: spacy-mlm pretrain OUTPUT_FILE OUT_DIR --paths.train FILE
+    dapt (continued pretraining of --base-model on your text; a head warm-up first where the
+    checkpoint has no MLM head): spacy-mlm pretrain OUTPUT_FILE OUT_DIR --paths.train FILE
     ner, textcat, full, similarity: python -m spacy train OUTPUT_FILE --paths.train T --paths.dev D
     """
     from .util import atomic_write_text, disk_writes

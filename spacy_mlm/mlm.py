@@ -110,6 +110,14 @@ def load_masked_lm(checkpoint: Union[str, Path], *, config=None, fresh_head: boo
     return model
 
 
+def has_mlm_head(checkpoint: Union[str, Path]) -> bool:
+    """Does the checkpoint ship trained masked-LM head weights? (Loads it once.)"""
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always", FreshHeadWarning)
+        load_masked_lm(checkpoint, fresh_head=True, role="Base model")
+    return not any(issubclass(w.category, FreshHeadWarning) for w in caught)
+
+
 class MaskedLMHead(torch.nn.Module):
     """The MLM head of a *ForMaskedLM model (its encoder dropped): hidden states (n, width) to
     vocabulary logits (n, vocab). A decoder tied to the input embeddings is not the head's own:

@@ -10,7 +10,9 @@ from click.testing import CliRunner
 from thinc.api import Config
 
 from spacy_mlm.cli import cli
-from spacy_mlm.init_config import CONFIG_KINDS
+from spacy_mlm.init_config import CONFIG_FILES
+
+pytest_plugins = ["tests.pretrain_fixtures"]
 
 REPO_CONFIGS = Path(__file__).resolve().parent.parent / "configs"
 PACKAGED = files("spacy_mlm").joinpath("configs")
@@ -35,7 +37,7 @@ def init_config(tmp_path: Path, kind: str, *args: str) -> Config:
 
 def test_repo_configs_are_the_packaged_ones():
     packaged = sorted(p.name for p in PACKAGED.iterdir() if p.name.endswith(".cfg"))
-    assert packaged == sorted(f"{kind}.cfg" for kind in CONFIG_KINDS)
+    assert packaged == sorted(f"{kind}.cfg" for kind in CONFIG_FILES)
     assert sorted(p.name for p in REPO_CONFIGS.glob("*.cfg")) == packaged
     for name in packaged:
         assert (REPO_CONFIGS / name).read_text(encoding="utf8") == PACKAGED.joinpath(name).read_text(encoding="utf8"), (
@@ -43,7 +45,7 @@ def test_repo_configs_are_the_packaged_ones():
         )
 
 
-@pytest.mark.parametrize("kind", CONFIG_KINDS)
+@pytest.mark.parametrize("kind", CONFIG_FILES)
 def test_init_config_keeps_every_default_and_fills_the_rest(kind, tmp_path):
     shipped = flat(Config().from_str(PACKAGED.joinpath(f"{kind}.cfg").read_text(encoding="utf8"), interpolate=False))
     written = flat(init_config(tmp_path, kind))
@@ -57,7 +59,7 @@ def test_init_config_keeps_every_default_and_fills_the_rest(kind, tmp_path):
         assert "transformer" in nlp.pipe_names
 
 
-@pytest.mark.parametrize("kind", CONFIG_KINDS)
+@pytest.mark.parametrize("kind", CONFIG_FILES)
 def test_init_config_base_model_and_gpu(kind, tmp_path):
     config = init_config(tmp_path, kind, "--base-model", "/models/my-bert", "--gpu")
     assert config["paths"]["base_model"] == "/models/my-bert"
@@ -81,4 +83,35 @@ def test_init_config_to_stdout_and_bad_kind():
     result = CliRunner().invoke(cli, ["init-config", "ner", "-"])
     assert result.exit_code == 0 and result.output.startswith("[paths]"), result.output
     result = CliRunner().invoke(cli, ["init-config", "tagger", "x.cfg"])
-    assert result.exit_code == 2 and "'tagger' is not one of 'pretrain', 'ner', 'textcat', 'full'" in result.output
+    assert result.exit_code == 2 and "'tagger' is not one of 'pretrain', 'dapt', 'ner', 'textcat', 'full'" in result.output
+
+
+def test_init_config_dapt_warms_up_a_fresh_head_only(tmp_path, pt_model, pt_corpus):
+    """dapt: the pretrain config with the continued-pretraining settings; a checkpoint without an
+    MLM head gets the head warm-up and that many more steps, one with a head goes straight on."""
+    from transformers import AutoModel
+
+    from spacy_mlm.init_config import DAPT_HEAD_WARMUP, DAPT_SETTINGS
+    from spacy_mlm.pretrain.config import load_config
+
+    AutoModel.from_pretrained(pt_model).save_pretrained(tmp_path / "encoder")
+    with_head = init_config(tmp_path, "dapt", "--base-model", str(pt_model))
+    (tmp_path / "h").mkdir()
+    headless = init_config(tmp_path / "h", "dapt", "--base-model", str(tmp_path / "encoder"))
+    warmup = DAPT_HEAD_WARMUP["training.head_warmup_steps"]
+    assert with_head["training"]["head_warmup_steps"] == 0
+    assert with_head["training"]["max_steps"] == DAPT_SETTINGS["training.max_steps"]
+    assert headless["training"]["head_warmup_steps"] == warmup > 0
+    assert headless["training"]["max_steps"] == DAPT_SETTINGS["training.max_steps"] + warmup
+    for key, value in DAPT_SETTINGS.items():
+        if key != "training.max_steps":
+            section, name = key.split(".")
+            assert with_head[section][name] == headless[section][name] == value
+    # The written file is a pretrain config that `spacy-mlm pretrain` reads as it is.
+    cfg = load_config(tmp_path / "h" / "dapt.cfg", {"paths.train": str(pt_corpus[0])})
+    assert cfg["training"]["head_warmup_lr"] == DAPT_HEAD_WARMUP["training.head_warmup_lr"]
+
+
+def test_init_config_dapt_needs_a_base_model(tmp_path):
+    result = CliRunner().invoke(cli, ["init-config", "dapt", str(tmp_path / "dapt.cfg")])
+    assert result.exit_code != 0 and "needs --base-model" in str(result.exception or result.output)
