@@ -26,6 +26,8 @@ from .readers import (  # noqa: F401 - re-exported: the readers' import path for
     read_textcat_examples,
 )
 from .readers.lines import PathLike
+from .safe_output import check_output
+from .util import atomic_write_bytes, disk_writes
 
 KINDS = ("ner", "textcat", "sts")
 DATA_SUFFIXES = (".conll", ".conllu", ".iob", ".tsv", ".csv", ".txt")
@@ -39,12 +41,14 @@ def convert(
     n_sents: int = 1,
     fmt: str = "auto",
     multilabel: Optional[bool] = None,
+    force: bool = False,
 ) -> Dict[str, Any]:
     """Read INPUT as ``kind`` (ner, textcat, sts) and write the docs as a DocBin to OUTPUT.
 
     OUTPUT that is an existing directory gets ``<input name>.spacy`` inside it (without a
     ``.conll``/``.tsv``/``.csv``/``.txt``/``.iob`` suffix: ``dev.tsv`` -> ``dev.spacy``,
-    ``stsa.binary.dev`` -> ``stsa.binary.dev.spacy``). ``n_sents``
+    ``stsa.binary.dev`` -> ``stsa.binary.dev.spacy``). The output must not be INPUT, and an
+    existing output file is replaced (atomically) only with ``force`` (spacy_mlm/safe_output.py). ``n_sents``
     applies to ner, ``fmt`` and ``multilabel`` to textcat. Returns the counts: always ``kind``,
     ``input``, ``output``, ``docs``; ner adds ``sentences``, ``tokens``, ``entities``,
     ``labels`` (entities per type), ``docstart_lines``, ``iob1_fixes``; textcat adds
@@ -58,6 +62,7 @@ def convert(
     if output_path.is_dir():
         name = input_path.stem if input_path.suffix.lower() in DATA_SUFFIXES else input_path.name
         output_path = output_path / (name + ".spacy")
+    check_output(output_path, [input_path], command="spacy-mlm convert", force=force, kind="file")
     stats: Dict[str, Any] = {}
     counts: Dict[str, Any] = {"kind": kind, "input": str(input_path), "output": str(output_path)}
     labels: Counter = Counter()
@@ -87,8 +92,10 @@ def convert(
     else:
         docs = list(read_sts(input_path, lang=lang, stats=stats))
         counts.update(docs=len(docs), pairs=len(docs) // 2, extra_column_rows=stats["extra_column_rows"])
-    output_path.parent.mkdir(parents=True, exist_ok=True)
-    DocBin(docs=docs, store_user_data=kind == "sts").to_disk(output_path)
+    data = DocBin(docs=docs, store_user_data=kind == "sts").to_bytes()
+    with disk_writes("the .spacy file", output_path):
+        output_path.parent.mkdir(parents=True, exist_ok=True)
+        atomic_write_bytes(output_path, data)
     return counts
 
 
@@ -111,10 +118,15 @@ def convert(
     default=None,
     help="textcat: allow several `,`-joined labels per line, or reject them (default: detect).",
 )
+@click.option("--force", is_flag=True, help="Replace OUTPUT if it exists.")
 def convert_command(
-    input_path: Path, output_path: Path, kind: str, lang: str, n_sents: int, fmt: str, multilabel: Optional[bool]
+    input_path: Path, output_path: Path, kind: str, lang: str, n_sents: int, fmt: str, multilabel: Optional[bool],
+    force: bool,
 ) -> None:
     """Convert a NER (CoNLL/IOB), textcat or STS Benchmark file to a .spacy DocBin.
+
+    OUTPUT: a .spacy file, or a directory to write <INPUT name>.spacy into. An existing file is
+    replaced only with --force; OUTPUT is never INPUT.
 
     \b
     ner:     token<TAB>tag or `token POS chunk tag`, IOB1/IOB2, -DOCSTART-, blank lines end sentences
@@ -123,7 +135,8 @@ def convert_command(
     """
     from wasabi import msg
 
-    counts = convert(input_path, output_path, kind, lang=lang, n_sents=n_sents, fmt=fmt, multilabel=multilabel)
+    counts = convert(input_path, output_path, kind, lang=lang, n_sents=n_sents, fmt=fmt, multilabel=multilabel,
+                     force=force)
     msg.good(f"Wrote {counts['docs']:,} docs to {counts['output']}")
     if kind == "ner":
         msg.info(
