@@ -19,7 +19,7 @@ from pathlib import Path
 
 from spacy_mlm.errors import SpacyMlmError
 from spacy_mlm.pretrain.init_model import ARCH_TOKENIZERS, build_model
-from spacy_mlm.pretrain.tokenizer import build_tokenizer, iter_corpus_lines
+from spacy_mlm.pretrain.tokenizer import build_tokenizer, iter_corpus_lines, model_in
 from spacy_mlm.safe_output import check_output, write_output
 
 COMMAND = "python scripts/prepare_base.py"
@@ -64,7 +64,7 @@ def save(model, tokenizer):
 def prepare(args: argparse.Namespace) -> None:
     if args.base_model == "scratch":
         tok_dir = args.output_dir.parent / (args.output_dir.name + "_tokenizer")
-        tok_output = check_output(tok_dir, args.corpus, command=COMMAND, force=args.force)
+        tok_output = check_output(tok_dir, args.corpus, command=COMMAND, force=args.force, conflict=model_in)
         output = check_output(args.output_dir, args.corpus, command=COMMAND, force=args.force)
         kinds = ARCH_TOKENIZERS.get(args.arch, ("wordpiece",))  # an unknown --arch: build_model names the valid ones
         kind = "wordpiece" if "wordpiece" in kinds else kinds[0]
