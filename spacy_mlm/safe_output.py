@@ -19,7 +19,7 @@ A command never deletes or replaces anything it did not create:
   this command's, so replacing it needs --force once; a copy of an output keeps its marker.
 - write_output writes the whole new directory beside the old one (`.tmp-<name>`) and swaps it in
   with one rename (util.replace_dir): a kill, a full disk or an error leaves the old directory or
-  the new one, never a mix. What it replaces is its own: the entries the previous output's marker
+  the new one, never a mix (a shell whose working directory was the old one must `cd` again). What it replaces is its own: the entries the previous output's marker
   lists and, under --force in a directory it did not write, the entries with the names of those
   it writes. Every other entry (a user's notes or data, another tool's files) is carried into the
   new directory (hard links, or copies where the file system has none) and survives unchanged.
@@ -114,7 +114,7 @@ def write_output(output: Output, write: Callable[[Path], Any], what: str) -> Pat
 
     RETURNS (Path): output.path.
     """
-    path = output.path
+    path = Path(os.path.abspath(output.path))  # "." has no name to put a sibling beside
 
     def write_all(tmp: Path) -> None:
         write(tmp)
@@ -125,7 +125,8 @@ def write_output(output: Output, write: Callable[[Path], Any], what: str) -> Pat
                 _carry(path / entry, tmp / entry)
         atomic_write_text(tmp / OUTPUT_MARKER, json.dumps({"command": output.command, "entries": written}, indent=2))
 
-    return safe_write_dir(path, write_all, what, f"Nothing was replaced: {path} is as it was.")
+    safe_write_dir(path, write_all, what, f"Nothing was replaced: {output.path} is as it was.")
+    return output.path
 
 
 def _entries(path: Path) -> List[str]:
