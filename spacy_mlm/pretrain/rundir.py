@@ -10,7 +10,7 @@ util.py), so a kill, a full disk or a read-only directory leaves the previous co
 """
 
 import json
-import shutil
+import os
 from pathlib import Path
 from typing import Any, Dict, Iterable, List, Optional
 
@@ -49,10 +49,13 @@ def prepare_output_dir(out: Path, cfg: Config, *, resume: bool, force: bool, inp
             with disk_writes("the output directory (--force deletes the previous run)", out):
                 for name in (CHECKPOINTS, "final", RUN_FILE, cfg["logging"]["metrics_file"]):
                     target = out / name
-                    if target.is_dir():
-                        shutil.rmtree(target)
-                    elif target.exists():
-                        target.unlink()
+                    if target.exists() or target.is_symlink():
+                        # Renamed first, so a kill mid-delete leaves no partial checkpoint or final/
+                        # under its own name (clean_killed_writes removes the .tmp- leftover).
+                        aside = out / f"{TMP_PREFIX}{name}"
+                        _remove(aside)
+                        os.replace(target, aside)
+                        _remove(aside)
         elif resume:
             refuse_old_format(out)
             previous = previous_config(out)
