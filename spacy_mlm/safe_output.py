@@ -98,9 +98,9 @@ def check_output(
         return Output(path, command, OWN, frozenset(previous))
     if not force:
         other = _writer(path)
-        whose = f"it is an output of `{other}`" if other and other != command else f"not an output of `{command}`"
+        whose = f"is an output of `{other}`" if other and other != command else f"is not an output of `{command}`"
         raise SpacyMlmError(
-            f"The output directory {path} is not empty ({_names(entries)}) and is {whose}. Write to a new or "
+            f"The output directory {path} is not empty ({_names(entries)}) and {whose}. Write to a new or "
             f"empty directory, or pass --force to write there: --force replaces only the files `{command}` "
             "writes and keeps every other file."
         )

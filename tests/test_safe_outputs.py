@@ -216,6 +216,9 @@ def test_rerun_into_own_output_replaces_it_and_keeps_user_files(work, capsys):
     assert not (out / "vocab.txt").exists() and (out / "merges.txt").is_file()
     assert (out / "notes.txt").read_text(encoding="utf8") == NOTES
     assert json.loads((out / OUTPUT_MARKER).read_text())["command"] == "spacy-mlm tokenizer"
+    # Another command's output is not this command's.
+    refused(work["root"], ["init-model", out, "--tokenizer", work["tok"]], capsys,
+            f"The output directory {out} is not empty", "is an output of `spacy-mlm tokenizer`", "pass --force")
 
 
 # ------------------------------------------------------------------------ the reported cases
