@@ -7,6 +7,9 @@ import click
 
 from .errors import SpacyMlmError
 
+# --force help: what a command writes into a non-empty directory without it.
+WROTE = "this command wrote (replaces only the files it writes; keeps others)"
+
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(package_name="spacy-mlm")
@@ -50,11 +53,18 @@ def fill_mask_command(model: str, text: str, top_k: Optional[int]) -> None:
               help="wordpiece: BERT, DistilBERT, ELECTRA; bpe (byte-level): RoBERTa, ModernBERT; unigram "
                    "(SentencePiece-style): XLM-RoBERTa, DeBERTa-v2/v3, ALBERT.")
 @click.option("--lowercase", is_flag=True, help="Lowercase text before tokenizing.")
-def tokenizer_command(corpus, output_dir: str, vocab_size: int, kind: str, lowercase: bool) -> None:
-    """Train a tokenizer on CORPUS files (plain text or JSONL) and save it to OUTPUT_DIR."""
-    from .pretrain.tokenizer import iter_corpus_lines, train_tokenizer
+@click.option("--force", is_flag=True, help=f"Write into a non-empty OUTPUT_DIR that is not a tokenizer {WROTE}.")
+def tokenizer_command(corpus, output_dir: str, vocab_size: int, kind: str, lowercase: bool, force: bool) -> None:
+    """Train a tokenizer on CORPUS files (plain text or JSONL) and save it to OUTPUT_DIR.
 
-    tok = train_tokenizer(iter_corpus_lines(corpus), output_dir, vocab_size=vocab_size, kind=kind, lowercase=lowercase)
+    OUTPUT_DIR must be new, empty or an earlier output of this command; never a model's directory.
+    """
+    from .pretrain.tokenizer import build_tokenizer, iter_corpus_lines, model_in
+    from .safe_output import check_output, write_output
+
+    output = check_output(output_dir, corpus, command="spacy-mlm tokenizer", force=force, conflict=model_in)
+    tok = build_tokenizer(iter_corpus_lines(corpus), vocab_size=vocab_size, kind=kind, lowercase=lowercase)
+    write_output(output, lambda tmp: tok.save_pretrained(str(tmp)), "the tokenizer")
     click.echo(f"Saved a {kind} tokenizer ({len(tok)} entries) to {output_dir}")
 
 
@@ -68,11 +78,20 @@ def tokenizer_command(corpus, output_dir: str, vocab_size: int, kind: str, lower
 @click.option("--size", type=click.Choice(["tiny", "mini", "small", "base"]), default="tiny", show_default=True)
 @click.option("--max-length", type=int, default=512, show_default=True, help="Maximum sequence length.")
 @click.option("--seed", type=int, default=0, show_default=True)
-def init_model_command(output_dir: str, tokenizer_dir: str, arch: str, size: str, max_length: int, seed: int) -> None:
-    """Write a randomly initialised MLM checkpoint to OUTPUT_DIR, for pretraining from scratch."""
-    from .pretrain.init_model import init_model
+@click.option("--force", is_flag=True, help=f"Write into a non-empty OUTPUT_DIR that is not a model {WROTE}.")
+def init_model_command(output_dir: str, tokenizer_dir: str, arch: str, size: str, max_length: int, seed: int,
+                       force: bool) -> None:
+    """Write a randomly initialised MLM checkpoint to OUTPUT_DIR, for pretraining from scratch.
 
-    model = init_model(output_dir, tokenizer_dir, arch=arch, size=size, max_length=max_length, seed=seed)
+    OUTPUT_DIR must be new, empty or an earlier output of this command, and not the tokenizer's directory.
+    """
+    from .pretrain.init_model import build_model
+    from .safe_output import check_output, write_output
+
+    output = check_output(output_dir, [tokenizer_dir], command="spacy-mlm init-model", force=force)
+    model, tokenizer = build_model(tokenizer_dir, arch=arch, size=size, max_length=max_length, seed=seed)
+    write_output(output, lambda tmp: (model.save_pretrained(str(tmp)), tokenizer.save_pretrained(str(tmp))),
+                 "the model")
     n_params = sum(p.numel() for p in model.parameters())
     click.echo(f"Saved a {size} {arch} MLM ({n_params / 1e6:.1f}M parameters) to {output_dir}")
 
@@ -84,13 +103,16 @@ def init_model_command(output_dir: str, tokenizer_dir: str, arch: str, size: str
 @click.argument("output_dir", type=click.Path(file_okay=False))
 @click.option("--gpu-id", type=int, default=None, help="GPU to use (-1: CPU). Default: [system] gpu_id.")
 @click.option("--resume", is_flag=True, help="Continue from the last checkpoint in OUTPUT_DIR.")
-@click.option("--force", is_flag=True, help="Start over in an OUTPUT_DIR that holds another run.")
+@click.option("--force", is_flag=True, help="Start over in an OUTPUT_DIR that holds another run or other files "
+                                           "(deletes its checkpoints, final model and metrics; keeps other files).")
 @click.pass_context
 def pretrain_command(ctx, config_path: str, output_dir: str, gpu_id: Optional[int], resume: bool, force: bool) -> None:
     """Masked-language-model pretraining from a config (write one with `spacy-mlm init-config pretrain`).
 
     Override any setting with --section.key value, e.g. --paths.train corpus.txt
     --training.max_steps 1000. Runs under `torchrun --nproc_per_node N` unchanged.
+    OUTPUT_DIR must not hold the config, corpus or base model; --resume never restarts a run
+    that has a final model or damaged checkpoints from step 0 (it says what to do instead).
     """
     from spacy.cli._util import parse_config_overrides
 
@@ -134,19 +156,23 @@ def score_command(model: str, corpus, batch_size: int, max_docs: Optional[int], 
 @click.option("--dtype", type=click.Choice(["int8", "bf16", "fp16"]), required=True,
               help="int8: CPU; bf16: CPU (fast with AVX512-BF16/AMX) and GPU; fp16: GPU only.")
 @click.option("--transformer", default="transformer", show_default=True, help="The transformer component.")
-def quantize_command(pipeline: str, output_dir: str, dtype: str, transformer: str) -> None:
+@click.option("--force", is_flag=True, help=f"Write into a non-empty OUTPUT_DIR that is not a pipeline {WROTE}.")
+def quantize_command(pipeline: str, output_dir: str, dtype: str, transformer: str, force: bool) -> None:
     """Write a copy of the fp32 PIPELINE whose shared transformer runs in DTYPE to OUTPUT_DIR.
 
     The copy stores the reduced weights (int8: about a third of the fp32 encoder on disk), loads
     with spacy.load and packages with `spacy package`. It is for inference: train in fp32.
+    OUTPUT_DIR must be new, empty or an earlier output of this command, outside PIPELINE's directory.
     """
     import spacy
 
     from .precision import quantize_pipeline
-    from .util import safe_to_disk
+    from .safe_output import check_output, write_output
 
+    source = spacy.util.get_package_path(pipeline) if spacy.util.is_package(pipeline) else pipeline
+    output = check_output(output_dir, [source], command="spacy-mlm quantize", force=force)
     quantized = quantize_pipeline(spacy.load(pipeline), dtype, transformer)
-    safe_to_disk(quantized, output_dir)
+    write_output(output, lambda tmp: quantized.to_disk(tmp), "the pipeline")
     click.echo(f"Saved the {dtype} pipeline to {output_dir}")
 
 

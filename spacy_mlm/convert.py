@@ -32,6 +32,8 @@ from .readers import (  # noqa: F401 - re-exported: the readers' import path for
     read_textcat_examples,
 )
 from .readers.lines import PathLike
+from .safe_output import check_output
+from .util import atomic_write_bytes, disk_writes
 
 KINDS = ("ner", "textcat", "sts")
 DATA_SUFFIXES = (".conll", ".conllu", ".iob", ".tsv", ".csv", ".txt")
@@ -48,12 +50,14 @@ def convert(
     labels_path: Optional[PathLike] = None,
     mapping_path: Optional[PathLike] = None,
     skip_empty_text: bool = False,
+    force: bool = False,
 ) -> Dict[str, Any]:
     """Read INPUT as ``kind`` (ner, textcat, sts) and write the docs as a DocBin to OUTPUT.
 
     OUTPUT that is an existing directory gets ``<input name>.spacy`` inside it (without a
     ``.conll``/``.tsv``/``.csv``/``.txt``/``.iob`` suffix: ``dev.tsv`` -> ``dev.spacy``,
-    ``stsa.binary.dev`` -> ``stsa.binary.dev.spacy``). ``n_sents``
+    ``stsa.binary.dev`` -> ``stsa.binary.dev.spacy``). The output must not be an input, and an
+    existing output file is replaced (atomically) only with ``force`` (spacy_mlm/safe_output.py). ``n_sents``
     applies to ner, ``fmt`` and ``multilabel`` to textcat. ``labels_path`` makes INPUT a text file
     whose line i has the class on line i of ``labels_path`` (exclusive; ids named by
     ``mapping_path``: spacy_mlm/readers/parallel_labels.py). Returns the counts: always ``kind``,
@@ -71,6 +75,8 @@ def convert(
     if output_path.is_dir():
         name = input_path.stem if input_path.suffix.lower() in DATA_SUFFIXES else input_path.name
         output_path = output_path / (name + ".spacy")
+    inputs = [p for p in (input_path, labels_path, mapping_path) if p is not None]
+    check_output(output_path, [Path(p) for p in inputs], command="spacy-mlm convert", force=force, kind="file")
     stats: Dict[str, Any] = {}
     counts: Dict[str, Any] = {"kind": kind, "input": str(input_path), "output": str(output_path)}
     labels: Counter = Counter()
@@ -104,8 +110,10 @@ def convert(
     else:
         docs = list(read_sts(input_path, lang=lang, stats=stats))
         counts.update(docs=len(docs), pairs=len(docs) // 2, extra_column_rows=stats["extra_column_rows"])
-    output_path.parent.mkdir(parents=True, exist_ok=True)
-    DocBin(docs=docs, store_user_data=kind == "sts").to_disk(output_path)
+    data = DocBin(docs=docs, store_user_data=kind == "sts").to_bytes()
+    with disk_writes("the .spacy file", output_path):
+        output_path.parent.mkdir(parents=True, exist_ok=True)
+        atomic_write_bytes(output_path, data)
     return counts
 
 
@@ -159,6 +167,7 @@ def _check_labels_options(
     default=None,
     help="textcat with --labels: `id<TAB>name` lines; the labels are ids, the docs get the names.",
 )
+@click.option("--force", is_flag=True, help="Replace OUTPUT if it exists.")
 @click.option(
     "--skip-empty-text", is_flag=True, help="textcat with --labels: leave out examples whose text line is empty."
 )
@@ -173,8 +182,12 @@ def convert_command(
     labels_path: Optional[Path],
     mapping_path: Optional[Path],
     skip_empty_text: bool,
+    force: bool,
 ) -> None:
     """Convert a NER (CoNLL/IOB), textcat or STS Benchmark file to a .spacy DocBin.
+
+    OUTPUT: a .spacy file, or a directory to write <INPUT name>.spacy into. An existing file is
+    replaced only with --force; OUTPUT is never INPUT.
 
     \b
     ner:     token<TAB>tag or `token POS chunk tag`, IOB1/IOB2, -DOCSTART-, blank lines end sentences
@@ -191,7 +204,7 @@ def convert_command(
 
     counts = convert(
         input_path, output_path, kind, lang=lang, n_sents=n_sents, fmt=fmt, multilabel=multilabel,
-        labels_path=labels_path, mapping_path=mapping_path, skip_empty_text=skip_empty_text,
+        labels_path=labels_path, mapping_path=mapping_path, skip_empty_text=skip_empty_text, force=force,
     )
     msg.good(f"Wrote {counts['docs']:,} docs to {counts['output']}")
     if kind == "ner":

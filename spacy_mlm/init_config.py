@@ -164,8 +164,11 @@ def use_model_max_windows(config, kind: str) -> None:
               help="ner/textcat/full: model-max encodes windows of up to the checkpoint's model_max_length wordpieces "
                    "(8,192 for ModernBERT) instead of 128 spaCy tokens (strided); auto: model-max for a "
                    f"--base-model with more than {LONG_CONTEXT_POSITIONS} positions.")
-def init_config_command(kind: str, output_file: str, base_model: Optional[str], gpu: bool, windows: str) -> None:
-    """Write a complete KIND config to OUTPUT_FILE ('-': stdout).
+@click.option("--force", is_flag=True, help="Replace OUTPUT_FILE if it exists.")
+def init_config_command(kind: str, output_file: str, base_model: Optional[str], gpu: bool, windows: str,
+                        force: bool) -> None:
+    """Write a complete KIND config to OUTPUT_FILE ('-': stdout). An existing file is replaced only
+    with --force; OUTPUT_FILE may not lie inside the --base-model directory.
 
     \b
     pretrain: spacy-mlm pretrain OUTPUT_FILE OUT_DIR --paths.train FILE
@@ -173,8 +176,11 @@ def init_config_command(kind: str, output_file: str, base_model: Optional[str], 
     checkpoint has no MLM head): spacy-mlm pretrain OUTPUT_FILE OUT_DIR --paths.train FILE
     ner, textcat, full, similarity: python -m spacy train OUTPUT_FILE --paths.train T --paths.dev D
     """
+    from .safe_output import check_output
     from .util import atomic_write_text, disk_writes
 
+    if output_file != "-":
+        check_output(output_file, [base_model], command="spacy-mlm init-config", force=force, kind="file")
     text = fill_config(kind, base_model=base_model, gpu=gpu, windows=windows).to_str()
     if output_file == "-":
         sys.stdout.write(text)

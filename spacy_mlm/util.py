@@ -163,23 +163,33 @@ def safe_to_disk(nlp, path: Union[str, Path], *, exclude: Iterable[str] = tuple(
 
     RETURNS (Path): the path the pipeline was saved to.
     """
+    return safe_write_dir(path, lambda tmp: nlp.to_disk(tmp, exclude=exclude), "the pipeline",
+                          "The previous pipeline at that path, if any, is unchanged.")
+
+
+def safe_write_dir(path: Union[str, Path], write: Callable[[Path], Any], what: str, hint: str = "") -> Path:
+    """Write the directory `path` with write(tmp) into a temporary sibling and swap it in
+    (write_dir_atomically). A failed write raises a DiskWriteError naming `what`, the path, the
+    cause and the fix, followed by `hint`; `path` keeps its previous contents.
+
+    RETURNS (Path): path.
+    """
     path = Path(path)
-    hint = "The previous pipeline at that path, if any, is unchanged."
     try:
-        with disk_writes("the pipeline", path, hint):
+        with disk_writes(what, path, hint):
             # The temporary copy is a sibling, so the parent must be writable; a target directory
             # made read-only is respected, although a rename could replace it.
             for folder in (_existing_parent(path.parent), path):
                 if folder.exists() and not os.access(folder, os.W_OK):
                     raise OSError(errno.EACCES, os.strerror(errno.EACCES), str(folder))
             restore_replaced(path)
-            write_dir_atomically(path, lambda tmp: nlp.to_disk(tmp, exclude=exclude))
+            write_dir_atomically(path, write)
     except DiskWriteError as e:
-        if str(e).startswith("Could not write the pipeline "):
+        if str(e).startswith(f"Could not write {what} "):
             raise
-        # Raised by a pipe inside the temporary copy: its in-place hint does not apply here.
+        # Raised by a writer inside the temporary copy (a pipe's in-place hint does not apply here).
         code = e.errno if e.errno is not None else errno.EIO
-        raise disk_write_error(OSError(code, os.strerror(code), e.filename), path, "the pipeline", hint) from e
+        raise disk_write_error(OSError(code, os.strerror(code), e.filename), path, what, hint) from e
     return path
 
 

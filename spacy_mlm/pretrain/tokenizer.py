@@ -2,7 +2,7 @@
 
 from functools import partial
 from pathlib import Path
-from typing import Iterable, Iterator, List, Union
+from typing import Iterable, Iterator, List, Optional, Union
 
 from tokenizers import Regex, Tokenizer, decoders, models, normalizers, pre_tokenizers, processors, trainers
 
@@ -14,6 +14,8 @@ BPE_SPECIALS = ["<s>", "<pad>", "</s>", "<unk>", "<mask>"]
 # XLM-R's special tokens and ids; init-model hands the same strings to DeBERTa-v2's and ALBERT's classes.
 UNIGRAM_SPECIALS = BPE_SPECIALS
 TOKENIZER_KINDS = ("wordpiece", "bpe", "unigram")
+# The weights of an HF model checkpoint: a new tokenizer must not be written beside them.
+MODEL_FILES = ("model.safetensors", "model.safetensors.index.json", "pytorch_model.bin")
 
 
 def iter_corpus_lines(paths: Iterable[Union[str, Path]]) -> Iterator[str]:
@@ -38,6 +40,23 @@ def train_tokenizer(
 
     RETURNS (PreTrainedTokenizerFast): the tokenizer, also saved to output_dir.
     """
+    hf_tok = build_tokenizer(texts, vocab_size=vocab_size, kind=kind, lowercase=lowercase,
+                             model_max_length=model_max_length)
+    output_dir = Path(output_dir)
+    output_dir.mkdir(parents=True, exist_ok=True)
+    hf_tok.save_pretrained(str(output_dir))
+    return hf_tok
+
+
+def build_tokenizer(
+    texts: Iterable[str],
+    *,
+    vocab_size: int,
+    kind: str = "wordpiece",
+    lowercase: bool = False,
+    model_max_length: int = 512,
+):
+    """train_tokenizer without saving: RETURNS (PreTrainedTokenizerFast) the trained tokenizer."""
     from transformers import BertTokenizerFast, RobertaTokenizerFast, XLMRobertaTokenizerFast
 
     if kind not in TOKENIZER_KINDS:
@@ -104,10 +123,18 @@ def train_tokenizer(
             ("</s>", tok.token_to_id("</s>")), ("<s>", tok.token_to_id("<s>")), add_prefix_space=False
         )
         hf_tok = RobertaTokenizerFast(tokenizer_object=tok, model_max_length=model_max_length)
-    output_dir = Path(output_dir)
-    output_dir.mkdir(parents=True, exist_ok=True)
-    hf_tok.save_pretrained(str(output_dir))
     return hf_tok
+
+
+def model_in(output_dir: Path) -> Optional[str]:
+    """Why a new tokenizer must not be saved to output_dir even with --force: it holds a model, whose
+    embedding rows belong to the vocabulary of the tokenizer it was built with."""
+    found = [name for name in MODEL_FILES if (Path(output_dir) / name).exists()]
+    if not found:
+        return None
+    return (f"The output directory {output_dir} holds a model ({', '.join(found)}): a new tokenizer there would replace the vocabulary "
+            "its embeddings were trained with, so token ids would no longer match the weights. Save the tokenizer "
+            "to a new directory and build a model on it with `spacy-mlm init-model` (--force does not allow this).")
 
 
 def special_token_kwargs(tokenizer) -> dict:
