@@ -34,6 +34,7 @@ from .packing import Packer, Sequence_, collate
 from .rundir import append_jsonl, prepare_output_dir, record_settings, truncate_metrics
 
 Batch = Dict[str, torch.Tensor]  # input_ids (masked), attention_mask, labels (-100: not predicted)
+HELD_OUT = "held-out part of the training corpus"  # the dev packer's name without a dev corpus
 
 
 def pretrain(
@@ -223,9 +224,12 @@ def make_eval_batches(packer: Packer, n_sequences: int, batch_size: int, masker:
                       seed: int) -> List[Batch]:
     """The held-out batches, masked once with a fixed seed so every evaluation sees the same task."""
     seqs = list(islice(packer.epoch(0), n_sequences))
+    if not seqs and packer.name == HELD_OUT:
+        raise SpacyMlmError(f"The training corpus is empty: {packer.files_text()} holds no non-blank text. "
+                            "Pass --paths.train a file (or directory) with text.")
     if not seqs:
-        raise SpacyMlmError("The dev corpus is empty: pass --paths.dev with text, or leave it out to hold out "
-                            "part of the training corpus.")
+        raise SpacyMlmError(f"The {packer.name} is empty: {packer.files_text()} holds no non-blank text. Pass "
+                            "--paths.dev a file with text, or leave it out to hold out part of the training corpus.")
     # Masked in one go, so the masks do not depend on the batch size (or the number of processes).
     batch = make_batch(seqs, masker, tokenizer, torch.Generator().manual_seed(seed + 1))
     return [{k: v[i : i + batch_size] for k, v in batch.items()} for i in range(0, len(seqs), batch_size)]
@@ -305,7 +309,7 @@ def make_packers(cfg, corpora: Dict[str, Any], tokenizer, masker: Masker, out: P
                             sort_keys=True)
     train_data = Packer(train_corpus, tokenizer, seq_length, shuffle_buffer=C["shuffle_buffer"], seed=seed,
                         name="training corpus", cache_dir=cache_dir, corpus_key=corpus_key, **pack)
-    return train_data, Packer(dev_corpus, tokenizer, seq_length, name="dev corpus", **pack)
+    return train_data, Packer(dev_corpus, tokenizer, seq_length, name=HELD_OUT if held_out else "dev corpus", **pack)
 
 
 ADAMW_KERNELS = {"fused": {"fused": True}, "foreach": {"foreach": True}, "for-loop": {"foreach": False}}
