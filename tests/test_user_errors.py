@@ -185,6 +185,14 @@ def test_user_error_is_a_message(p, capsys, args, expected):
     assert not p.marker.exists(), "the pickled payload ran"
 
 
+def test_a_damaged_base_model_leaves_no_run_behind(p, capsys):
+    """The base model is checked before OUTPUT_DIR is touched: the fixed command needs no --force."""
+    out = p.root / "out-no-run"
+    assert run(pretrain_args(p, out.name, "--paths.base_model", p.truncated)) == 1
+    assert "model.safetensors is damaged" in capsys.readouterr().err
+    assert not out.exists()
+
+
 def test_pickled_weights_refused_by_the_real_command(p):
     """The same through the installed entry point: one line of message, no traceback, no payload run."""
     proc = subprocess.run([sys.executable, "-m", "spacy_mlm", "fill-mask", str(p.pickled), "the [MASK] is"],

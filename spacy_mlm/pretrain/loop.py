@@ -25,6 +25,7 @@ import torch
 import torch.nn.functional as F
 
 from ..errors import SpacyMlmError
+from ..mlm import check_checkpoint
 from .checkpoint import CHECKPOINTS, latest_checkpoint, load_checkpoint, save_checkpoint, save_final
 from .config import load_config, resolve
 from .corpus import holdout
@@ -65,7 +66,8 @@ def train(cfg, out: Path, *, resume: bool = False, force: bool = False, on_step=
         torch.set_num_threads(S["threads"])
     torch.manual_seed(S["seed"])
 
-    # ---- output directory: refuse to mix two runs
+    # ---- output directory: refuse to mix two runs (a missing or damaged base model is named first)
+    check_checkpoint(cfg["model"]["name"], role="Base model")
     if main:
         prepare_output_dir(out, cfg, resume=resume, force=force)
     barrier(world)
