@@ -24,7 +24,9 @@ setup(
         # spacy-transformers 1.4 pins transformers<4.53.3: never pull transformers 5.
         "spacy-transformers>=1.3,<1.5",
         "transformers>=4.41,<4.53.3",
-        "torch>=2.1",
+        # torch.load defaults to weights_only=True from 2.6: spacy-transformers reads a pipeline's encoder
+        # weights with torch.load and no weights_only, so an older torch would run any pickle in them.
+        "torch>=2.6",
         "thinc>=8.3,<8.4",
         "click>=8.0",
         "tokenizers>=0.19",

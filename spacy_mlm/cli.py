@@ -23,7 +23,7 @@ def cli() -> None:
 @cli.command("fill-mask")
 @click.argument("model")
 @click.argument("text")
-@click.option("--top-k", type=int, default=None, help="Predictions per mask (default: the pipe's top_k).")
+@click.option("--top-k", type=click.IntRange(min=1), default=None, help="Predictions per mask (default: the pipe's top_k).")
 def fill_mask_command(model: str, text: str, top_k: Optional[int]) -> None:
     """Print the predictions for each mask token in TEXT.
 
@@ -76,7 +76,7 @@ def tokenizer_command(corpus, output_dir: str, vocab_size: int, kind: str, lower
                                            "electra", "albert"]), default="bert", show_default=True,
               help="deberta-v2 also builds DeBERTa-v3; electra: its generator (the MLM); albert: shared layers.")
 @click.option("--size", type=click.Choice(["tiny", "mini", "small", "base"]), default="tiny", show_default=True)
-@click.option("--max-length", type=int, default=512, show_default=True, help="Maximum sequence length.")
+@click.option("--max-length", type=click.IntRange(min=8), default=512, show_default=True, help="Maximum sequence length.")
 @click.option("--seed", type=int, default=0, show_default=True)
 @click.option("--force", is_flag=True, help=f"Write into a non-empty OUTPUT_DIR that is not a model {WROTE}.")
 def init_model_command(output_dir: str, tokenizer_dir: str, arch: str, size: str, max_length: int, seed: int,
@@ -101,7 +101,7 @@ def init_model_command(output_dir: str, tokenizer_dir: str, arch: str, size: str
 )
 @click.argument("config_path", type=click.Path(exists=True, dir_okay=False))
 @click.argument("output_dir", type=click.Path(file_okay=False))
-@click.option("--gpu-id", type=int, default=None, help="GPU to use (-1: CPU). Default: [system] gpu_id.")
+@click.option("--gpu-id", type=click.IntRange(min=-1), default=None, help="GPU to use (-1: CPU). Default: [system] gpu_id.")
 @click.option("--resume", is_flag=True, help="Continue from the last checkpoint in OUTPUT_DIR.")
 @click.option("--force", is_flag=True, help="Start over in an OUTPUT_DIR that holds another run or other files "
                                            "(deletes its checkpoints, final model and metrics; keeps other files).")
@@ -130,22 +130,24 @@ def pretrain_command(ctx, config_path: str, output_dir: str, gpu_id: Optional[in
 @cli.command("score")
 @click.argument("model")
 @click.argument("corpus", nargs=-1, required=True, type=click.Path(exists=True))
-@click.option("--batch-size", type=int, default=128, show_default=True, help="Masked copies per forward pass.")
-@click.option("--max-docs", type=int, default=None, help="Score only the first N docs.")
-@click.option("--gpu-id", type=int, default=-1, show_default=True)
+@click.option("--batch-size", type=click.IntRange(min=1), default=128, show_default=True, help="Masked copies per forward pass.")
+@click.option("--max-docs", type=click.IntRange(min=1), default=None, help="Score only the first N docs.")
+@click.option("--gpu-id", type=click.IntRange(min=-1), default=-1, show_default=True, help="GPU to use (-1: CPU).")
 def score_command(model: str, corpus, batch_size: int, max_docs: Optional[int], gpu_id: int) -> None:
     """Pseudo-log-likelihood and pseudo-perplexity of CORPUS under MODEL (an HF MLM checkpoint
     or a spaCy pipeline with fill_mask). The last line is `pseudo_perplexity: <float>`."""
     from itertools import chain
 
     from .pretrain.corpus import any_corpus
-    from .pretrain.score import pseudo_perplexity
+    from .pretrain.score import gpu_device, pseudo_perplexity
 
     texts = chain.from_iterable(any_corpus(path, max_docs=max_docs)() for path in corpus)
-    device = f"cuda:{gpu_id}" if gpu_id >= 0 else "cpu"
-    result = pseudo_perplexity(model, texts, batch_size=batch_size, device=device)
+    result = pseudo_perplexity(model, texts, batch_size=batch_size, device=gpu_device(gpu_id))
     click.echo(f"texts: {result['texts']}")
     click.echo(f"tokens: {result['tokens']}")
+    if result["windowed_texts"]:
+        click.echo(f"windowed_texts: {result['windowed_texts']} (longer than {result['max_length']} wordpieces: "
+                   "scored window by window)")
     click.echo(f"pseudo_log_likelihood: {result['pseudo_log_likelihood']:.4f}")
     click.echo(f"pseudo_perplexity: {result['pseudo_perplexity']:.6f}")
 
@@ -166,12 +168,13 @@ def quantize_command(pipeline: str, output_dir: str, dtype: str, transformer: st
     """
     import spacy
 
+    from .loading import load_pipeline
     from .precision import quantize_pipeline
     from .safe_output import check_output, write_output
 
     source = spacy.util.get_package_path(pipeline) if spacy.util.is_package(pipeline) else pipeline
     output = check_output(output_dir, [source], command="spacy-mlm quantize", force=force)
-    quantized = quantize_pipeline(spacy.load(pipeline), dtype, transformer)
+    quantized = quantize_pipeline(load_pipeline(pipeline), dtype, transformer)
     write_output(output, lambda tmp: quantized.to_disk(tmp), "the pipeline")
     click.echo(f"Saved the {dtype} pipeline to {output_dir}")
 

@@ -14,6 +14,8 @@ REQUIREMENTS: Dict[str, str] = {
     "spacy": ">=3.8,<3.9",
     "spacy-transformers": ">=1.3,<1.5",
     "transformers": ">=4.41,<4.53.3",
+    # weights_only=True by default: pipelines' transformer weights are read without running pickles.
+    "torch": ">=2.6",
 }
 
 

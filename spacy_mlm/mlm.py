@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Dict, List, Optional, Union
 
 import torch
+from safetensors import SafetensorError
 from safetensors.torch import load as load_safetensors
 from safetensors.torch import save as save_safetensors
 from transformers.modeling_outputs import BaseModelOutput
@@ -48,8 +49,8 @@ def head_logits(model, hidden: torch.Tensor) -> torch.Tensor:
 
 
 def check_checkpoint(checkpoint: Union[str, Path], role: str = "Checkpoint") -> str:
-    """Fail early, naming the path, when a local checkpoint is missing or not an HF checkpoint.
-    Names that are not local paths are left to the hub."""
+    """Fail early, naming the path, when a local checkpoint is missing, not an HF checkpoint, or
+    has a damaged (e.g. truncated) safetensors file. Names that are not local paths are left to the hub."""
     name = str(checkpoint)
     local = Path(name).expanduser()
     if (name.startswith((".", "/", "~")) or local.exists()) and not (local / "config.json").is_file():
@@ -59,7 +60,25 @@ def check_checkpoint(checkpoint: Union[str, Path], role: str = "Checkpoint") -> 
             f"{role} {name!r} is not an HF checkpoint {why}. Pass a directory written by save_pretrained() "
             "or `spacy-mlm init-model`, or a hub name."
         )
+    if local.is_dir():
+        for weights in sorted(local.glob("*.safetensors")):
+            check_safetensors(weights, f"{role} {name!r}")
     return name
+
+
+def check_safetensors(path: Path, owner: str) -> None:
+    """Read the header of a safetensors file (not its tensors): a truncated or damaged file fails
+    here, naming the file, instead of deep inside the model loading."""
+    from safetensors import safe_open
+
+    try:
+        with safe_open(str(path), framework="pt"):
+            pass
+    except (OSError, SafetensorError) as e:
+        raise SpacyMlmError(
+            f"{owner}: {path} is damaged or incomplete ({e}). Copy or download the checkpoint again, or "
+            "write it again with save_pretrained()."
+        ) from None
 
 
 def load_masked_lm(checkpoint: Union[str, Path], *, config=None, fresh_head: bool = False, role: str = "Checkpoint",
@@ -83,7 +102,7 @@ def load_masked_lm(checkpoint: Union[str, Path], *, config=None, fresh_head: boo
             if attn_implementation is not None:
                 kwargs["attn_implementation"] = attn_implementation
             model, info = AutoModelForMaskedLM.from_pretrained(name, output_loading_info=True, **kwargs)
-    except (OSError, ValueError) as e:
+    except (OSError, ValueError, SafetensorError) as e:
         raise SpacyMlmError(
             f"Could not load an MLM checkpoint from {name!r}: {e}. Check the path or hub name, and that its "
             "config.json names an architecture with a masked-LM class (BERT, RoBERTa, DistilBERT, ModernBERT, ...)."
@@ -221,8 +240,14 @@ def load_fill_mask_pipeline(model: str, top_k: Optional[int] = None):
     """A spaCy pipeline with fill_mask from a pipeline dir/package or an HF checkpoint dir/name."""
     import spacy
 
+    from .loading import first_line
+
+    if top_k is not None and top_k < 1:
+        raise SpacyMlmError(f"top_k = {top_k}: use 1 or more predictions per mask.")
     if is_pipeline(model):
-        nlp = spacy.load(model)
+        from .loading import load_pipeline
+
+        nlp = load_pipeline(model)
         if "fill_mask" not in nlp.pipe_names:
             raise SpacyMlmError(
                 f"The pipeline {model!r} has no fill_mask component, so it has no MLM head: add one "
@@ -233,7 +258,14 @@ def load_fill_mask_pipeline(model: str, top_k: Optional[int] = None):
         nlp = spacy.blank("en")
         nlp.add_pipe("transformer", config={"model": {"name": model}})
         nlp.add_pipe("fill_mask")
-        nlp.initialize()
+        try:
+            nlp.initialize()
+        except SpacyMlmError:
+            raise
+        except (OSError, ValueError, SafetensorError) as e:
+            raise SpacyMlmError(
+                f"Could not load the HF checkpoint {model!r}: {first_line(e, 600)}. Check the path or hub name."
+            ) from None
     if top_k is not None:
         nlp.get_pipe("fill_mask").top_k = top_k
     return nlp

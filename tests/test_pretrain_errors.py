@@ -167,7 +167,7 @@ def test_corpus_format_errors(tmp_path):
         ({"training.seq_length": 128}, r"seq_length = 128 exceeds the model's max_position_embeddings \(64\)"),
         ({"training.batch_tokens": 96, "training.grad_accum": 2},
          r"batch_tokens // seq_length = 3 sequences per step must be a positive multiple of grad_accum x processes = 2 x 1"),
-        ({"training.seq_length": 4}, r"seq_length = 4 is too short: use at least 8"),
+        ({"training.seq_length": 4}, r"\[training\] seq_length = 4: use a whole number >= 8"),
         ({"masking.rate": 1.5}, r"\[masking\] rate = 1\.5: use a value between 0 and 1"),
         ({"paths.dev": "EMPTY"}, r"dev corpus is empty"),
         pytest.param({"system.gpu_id": 0}, r"gpu_id = 0 but CUDA is not available: use --gpu-id -1",

@@ -11,6 +11,7 @@ from typing import Any, Dict, List
 _MODULE_OF: Dict[str, str] = {
     "FillMask": "fill_mask",
     "make_fill_mask": "fill_mask",
+    "OovTargetWarning": "_fill_mask_lookup",
     "TrfEntityRecognizer": "ner",
     "make_trf_ner": "ner",
     "TrfSimilarity": "similarity",

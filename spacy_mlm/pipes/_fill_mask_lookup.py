@@ -1,6 +1,7 @@
 """What fill_mask reads from the upstream transformer: the vocabulary ids of its `targets`,
 and the hidden state of each mask token."""
 
+import warnings
 from typing import List, Optional
 
 import numpy
@@ -9,19 +10,37 @@ from spacy.attrs import ORTH
 from ..errors import SpacyMlmError
 from ._windows import _to_numpy, token_pieces
 
+OOV_TARGETS = ("warn", "error")  # what fill_mask does with targets that are not vocabulary entries
 
-def target_ids(tokenizer, targets: List[str], pipe_name: str) -> List[int]:
-    """Candidate ids for `targets`, resolved as HF's fill-mask pipeline resolves them."""
+
+class OovTargetWarning(UserWarning):
+    """A fill_mask target is not a vocabulary entry: its first wordpiece stands in for it."""
+
+
+def target_ids(tokenizer, targets: List[str], pipe_name: str, oov_targets: str = "warn") -> List[int]:
+    """Candidate ids for `targets`, resolved as HF's fill-mask pipeline resolves them: a target that
+    is not a vocabulary entry stands for its first wordpiece (and is dropped if it has none), with an
+    OovTargetWarning naming both; oov_targets = "error" refuses such targets instead."""
     vocab = tokenizer.get_vocab()
-    ids = []
+    ids, replaced = [], []
     for target in targets:
         id_ = vocab.get(target)
         if id_ is None:
             pieces = tokenizer(target, add_special_tokens=False, max_length=1, truncation=True)["input_ids"]
+            replaced.append(f"{target!r} -> " + (repr(tokenizer.convert_ids_to_tokens(pieces[0])) if pieces
+                                                 else "nothing (dropped)"))
             if not pieces:
                 continue
             id_ = pieces[0]
         ids.append(int(id_))
+    if replaced:
+        what = (f"[components.{pipe_name}] targets that are not vocabulary entries of the tokenizer, with the "
+                f"first wordpiece that stands in for each: {', '.join(replaced)}")
+        if oov_targets == "error":
+            raise SpacyMlmError(f"{what}. Use targets that are single vocabulary entries, or set "
+                                f"[components.{pipe_name}] oov_targets = \"warn\" to predict their first wordpieces.")
+        warnings.warn(f"{what}. Predictions for them are predictions of those wordpieces; set oov_targets = "
+                      "\"error\" to refuse such targets.", OovTargetWarning, stacklevel=2)
     ids = list(set(ids))  # same order as HF, so ties break the same way
     if not ids:
         raise SpacyMlmError(

@@ -38,7 +38,7 @@ from ..errors import SpacyMlmError
 from ..mlm import MaskedLMHead
 from ..pretrain.masking import IGNORE_INDEX, Masker, span_masking
 from ..util import IN_PLACE_HINT, atomic_write_bytes, disk_writes
-from ._fill_mask_lookup import mask_hidden_states, mask_starts, target_ids
+from ._fill_mask_lookup import OOV_TARGETS, mask_hidden_states, mask_starts, target_ids
 from ._fill_mask_parts import from_parts, read_parts, to_parts, unpack_parts
 from ._mlm_batch import CALL_COST_PIECES, length_groups, masked_batch
 from ._runtime import prepare_pipe_process
@@ -50,6 +50,7 @@ MaskPrediction = Tuple[int, numpy.ndarray, numpy.ndarray]
 DEFAULT_FILL_MASK_CONFIG = {
     "top_k": 5,
     "targets": None,
+    "oov_targets": "warn",
     "upstream": "transformer",
     "checkpoint": None,
     "mlm_rate": 0.15,
@@ -82,6 +83,7 @@ def make_fill_mask(
     name: str,
     top_k: int,
     targets: Optional[List[str]],
+    oov_targets: str,
     upstream: str,
     checkpoint: Optional[str],
     mlm_rate: float,
@@ -96,6 +98,8 @@ def make_fill_mask(
 
     top_k (int): number of predictions per mask token.
     targets (Optional[List[str]]): restrict predictions to these words (scores are not renormalised).
+    oov_targets (str): a target that is not a vocabulary entry: "warn" (predict its first wordpiece,
+        as HF's fill-mask pipeline does, with an OovTargetWarning naming both) or "error".
     upstream (str): name of the spacy-transformers component to read.
     checkpoint (Optional[str]): HF checkpoint holding the MLM head; default: the transformer's `name`.
     mlm_rate (float): share of words masked in the MLM loss during training; 0 turns it off.
@@ -120,7 +124,7 @@ def make_fill_mask(
         mlm_share draws from their windows as from the task docs'.
     """
     prepare_pipe_process()
-    return FillMask(nlp, name, top_k=top_k, targets=targets, upstream=upstream, checkpoint=checkpoint,
+    return FillMask(nlp, name, top_k=top_k, targets=targets, oov_targets=oov_targets, upstream=upstream, checkpoint=checkpoint,
                     mlm_rate=mlm_rate, masking=masking, loss_weight=loss_weight,
                     mlm_share=mlm_share, replay_text=replay_text, replay_docs=replay_docs, mlm_every=mlm_every)
 
@@ -135,6 +139,7 @@ class FillMask(TrainablePipe):
         *,
         top_k: int = 5,
         targets: Optional[List[str]] = None,
+        oov_targets: str = "warn",
         upstream: str = "transformer",
         checkpoint: Optional[str] = None,
         mlm_rate: float = 0.15,
@@ -152,6 +157,10 @@ class FillMask(TrainablePipe):
         self.vocab = nlp.vocab
         self.top_k = top_k
         self.targets = list(targets) if targets else None
+        if oov_targets not in OOV_TARGETS:
+            raise SpacyMlmError(f"fill_mask oov_targets = {oov_targets!r}: set [components.{name}] oov_targets to "
+                                f"one of {', '.join(map(repr, OOV_TARGETS))}.")
+        self.oov_targets = oov_targets
         self.upstream = upstream
         self.checkpoint = checkpoint
         self.masking = masking if masking is not None else span_masking(max_span=1)
@@ -255,7 +264,8 @@ class FillMask(TrainablePipe):
                 "Point fill_mask's `checkpoint` at the checkpoint the transformer was loaded from."
             )
         self.cfg["mask_token"] = tokenizer.mask_token
-        self.cfg["target_ids"] = target_ids(tokenizer, self.targets, self.name) if self.targets else None
+        self.cfg["target_ids"] = (target_ids(tokenizer, self.targets, self.name, self.oov_targets) if self.targets
+                                  else None)
         self._set_head(head)
         # Masking draws follow the training seed (spaCy seeds torch in fix_random_seed).
         self._generator.manual_seed(int(torch.randint(2**62, ())))

@@ -2,11 +2,12 @@
 
 import difflib
 import inspect
+import math
 from pathlib import Path
-from typing import Any, Dict, Iterable, Optional, Union
+from typing import Any, Dict, Iterable, Optional, Tuple, Union
 
 from spacy.util import dict_to_dot, dot_to_object
-from thinc.api import Config
+from thinc.api import Config, ConfigValidationError
 
 from ..errors import SpacyMlmError
 from ..registry import import_registered, registry
@@ -24,6 +25,24 @@ PLAIN_SECTIONS: Dict[str, Dict[str, Any]] = {
         "precision": "auto", "compile": False, "adamw": "auto", "head_warmup_steps": 0, "head_warmup_lr": 1e-3,
     },
     "logging": {"progress_bar": True, "log_frequency": 1, "metrics_file": "metrics.jsonl"},
+}
+# The allowed values of the plain sections' numbers and flags: (kind, lowest, bound above (excluded),
+# lowest allowed?); kind "int" (whole numbers), "float", "bool". dropout may also be null.
+BOUNDS: Dict[str, Dict[str, Tuple[str, Optional[float], Optional[float], bool]]] = {
+    "system": {"seed": ("int", None, None, True), "gpu_id": ("int", -1, None, True), "threads": ("int", 0, None, True)},
+    "model": {"dropout": ("float", 0, 1, True), "head_only": ("bool", None, None, True)},
+    "corpus": {"holdout_every": ("int", 2, None, True), "tokenize_batch": ("int", 1, None, True),
+               "shuffle_buffer": ("int", 0, None, True), "cache": ("bool", None, None, True)},
+    "training": {
+        "seq_length": ("int", 8, None, True), "batch_tokens": ("int", 1, None, True), "grad_accum": ("int", 1, None, True),
+        "learning_rate": ("float", 0, None, False), "weight_decay": ("float", 0, None, True),
+        "beta1": ("float", 0, 1, True), "beta2": ("float", 0, 1, True), "eps": ("float", 0, None, False),
+        "warmup_steps": ("int", 0, None, True), "max_grad_norm": ("float", 0, None, False),
+        "max_steps": ("int", 1, None, True), "eval_frequency": ("int", 0, None, True),
+        "eval_sequences": ("int", 1, None, True), "checkpoint_frequency": ("int", 0, None, True),
+        "keep_checkpoints": ("int", 1, None, True), "compile": ("bool", None, None, True),
+    },
+    "logging": {"progress_bar": ("bool", None, None, True), "log_frequency": ("int", 1, None, True)},
 }
 FUNCTION_SECTIONS = ("corpus.train", "corpus.dev", "masking")
 SECTIONS = ("paths", *PLAIN_SECTIONS, *FUNCTION_SECTIONS)
@@ -80,7 +99,8 @@ def check_keys(cfg: Config) -> None:
         try:
             func = registry.misc.get(func_name)
         except Exception:
-            names = [n for n in registry.misc.get_all() if str(n).startswith("spacy_mlm.")]
+            kind = "Masking" if section == "masking" else "Corpus"  # suggest a function of the section's kind
+            names = [n for n in registry.misc.get_all() if str(n).startswith("spacy_mlm.") and kind in str(n)]
             raise SpacyMlmError(f"Unknown function {func_name!r} in [{section}].{_closest(func_name, names)}") from None
         params = list(inspect.signature(func).parameters)
         for key in block:
@@ -91,20 +111,60 @@ def check_keys(cfg: Config) -> None:
                 )
 
 
+def check_bounds(cfg: Config) -> None:
+    """Every number and flag of the plain sections has the right kind and lies in its range (BOUNDS)."""
+    for section, keys in BOUNDS.items():
+        for key, (kind, low, high, low_allowed) in keys.items():
+            value = cfg[section][key]
+            if value is None and key == "dropout":
+                continue
+            if kind == "bool":
+                if isinstance(value, str) and value.lower() in ("true", "false"):
+                    # --logging.progress_bar False arrives as a string; the config file's False is a bool.
+                    cfg[section][key] = value = value.lower() == "true"
+                if not isinstance(value, bool):
+                    raise SpacyMlmError(f"[{section}] {key} = {value!r}: use true or false.")
+                continue
+            number = isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+            if (not number or (kind == "int" and not isinstance(value, int))
+                    or (low is not None and (value < low or (value == low and not low_allowed)))
+                    or (high is not None and value >= high)):
+                what = "a whole number" if kind == "int" else "a number"
+                rule = " and ".join(
+                    ([f"{'>=' if low_allowed else '>'} {low}"] if low is not None else [])
+                    + ([f"< {high}"] if high is not None else [])
+                )
+                raise SpacyMlmError(f"[{section}] {key} = {value!r}: use {what}{' ' + rule if rule else ''}.")
+
+
+def read_config(path: Path, **kwargs) -> Config:
+    """Config().from_disk, with a file that is not a config (binary, JSON, ...) or a bad ${...}
+    reference reported as a SpacyMlmError naming the file."""
+    fix = f"Write a config with `spacy-mlm init-config pretrain {path}`."
+    try:
+        return Config().from_disk(path, **kwargs)
+    except UnicodeDecodeError:
+        raise SpacyMlmError(f"{path} is not a config file (it is not UTF-8 text). {fix}") from None
+    except ConfigValidationError as e:
+        detail = " ".join(str(e.desc or e).split())[:300]
+        raise SpacyMlmError(f"{path} is not a valid config file: {detail} {fix}") from None
+
+
 def load_config(path: Union[str, Path], overrides: Optional[Dict[str, Any]] = None) -> Config:
     """Read a config file, apply dotted overrides, check every key, fill plain-section defaults."""
     path = Path(path)
     if not path.is_file():
         raise SpacyMlmError(f"Config file not found: {path}. Write one with `spacy-mlm init-config pretrain {path}`.")
     overrides = dict(overrides or {})
-    raw = Config().from_disk(path, interpolate=False)
+    raw = read_config(path, interpolate=False)
     check_overrides(raw, overrides)
     check_keys(raw)
-    cfg = Config().from_disk(path, overrides=overrides, interpolate=True)
+    cfg = read_config(path, overrides=overrides, interpolate=True)
     for section, defaults in PLAIN_SECTIONS.items():
         merged = {**defaults, **{k: v for k, v in cfg.get(section, {}).items() if not isinstance(v, dict)}}
         nested = {k: v for k, v in cfg.get(section, {}).items() if isinstance(v, dict)}
         cfg[section] = {**merged, **nested}
+    check_bounds(cfg)
     training = cfg["training"]
     if training["schedule"] not in SCHEDULES:
         raise SpacyMlmError(f"[training] schedule = {training['schedule']!r}: use one of {', '.join(SCHEDULES)}.")

@@ -183,7 +183,9 @@ def build_model(
 ):
     """init_model without saving: RETURNS (model, tokenizer), the random MLM and its tokenizer."""
     import torch
-    from transformers import AutoModelForMaskedLM, AutoTokenizer
+    from transformers import AutoModelForMaskedLM
+
+    from .model import load_tokenizer
 
     if arch not in ARCHS:
         raise SpacyMlmError(f"Unknown --arch {arch!r}: use one of {', '.join(ARCHS)}.")
@@ -194,7 +196,7 @@ def build_model(
         raise SpacyMlmError(
             f"Tokenizer directory not found: {tok_path}. Train one with `spacy-mlm tokenizer CORPUS {tok_path}`."
         )
-    tokenizer = AutoTokenizer.from_pretrained(str(tok_path))
+    tokenizer = load_tokenizer(str(tok_path))
     if tokenizer.mask_token is None or tokenizer.pad_token is None:
         raise SpacyMlmError(f"The tokenizer in {tok_path} has no mask or padding token: an MLM needs both.")
     tokenizer = _tokenizer_for(arch, tokenizer, max_length)

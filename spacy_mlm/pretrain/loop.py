@@ -25,6 +25,7 @@ import torch
 import torch.nn.functional as F
 
 from ..errors import SpacyMlmError
+from ..mlm import check_checkpoint
 from .checkpoint import CHECKPOINTS, latest_checkpoint, load_checkpoint, save_checkpoint, save_final
 from .config import load_config, resolve
 from .corpus import holdout
@@ -35,6 +36,7 @@ from .packing import Packer, Sequence_, collate
 from .rundir import append_jsonl, prepare_output_dir, record_settings, truncate_metrics
 
 Batch = Dict[str, torch.Tensor]  # input_ids (masked), attention_mask, labels (-100: not predicted)
+HELD_OUT = "held-out part of the training corpus"  # the dev packer's name without a dev corpus
 
 
 def pretrain(
@@ -66,6 +68,8 @@ def train(cfg, out: Path, *, resume: bool = False, force: bool = False, on_step=
     torch.manual_seed(S["seed"])
 
     # ---- output directory: refuse to mix two runs, to touch an input or to discard a finished run
+    # (a missing or damaged base model is named first)
+    check_checkpoint(cfg["model"]["name"], role="Base model")
     if main:
         prepare_output_dir(out, cfg, resume=resume, force=force, inputs=inputs)
     barrier(world)
@@ -229,9 +233,12 @@ def make_eval_batches(packer: Packer, n_sequences: int, batch_size: int, masker:
                       seed: int) -> List[Batch]:
     """The held-out batches, masked once with a fixed seed so every evaluation sees the same task."""
     seqs = list(islice(packer.epoch(0), n_sequences))
+    if not seqs and packer.name == HELD_OUT:
+        raise SpacyMlmError(f"The training corpus is empty: {packer.files_text()} holds no non-blank text. "
+                            "Pass --paths.train a file (or directory) with text.")
     if not seqs:
-        raise SpacyMlmError("The dev corpus is empty: pass --paths.dev with text, or leave it out to hold out "
-                            "part of the training corpus.")
+        raise SpacyMlmError(f"The {packer.name} is empty: {packer.files_text()} holds no non-blank text. Pass "
+                            "--paths.dev a file with text, or leave it out to hold out part of the training corpus.")
     # Masked in one go, so the masks do not depend on the batch size (or the number of processes).
     batch = make_batch(seqs, masker, tokenizer, torch.Generator().manual_seed(seed + 1))
     return [{k: v[i : i + batch_size] for k, v in batch.items()} for i in range(0, len(seqs), batch_size)]
@@ -321,7 +328,7 @@ def make_packers(cfg, corpora: Dict[str, Any], tokenizer, masker: Masker, out: P
                             sort_keys=True)
     train_data = Packer(train_corpus, tokenizer, seq_length, shuffle_buffer=C["shuffle_buffer"], seed=seed,
                         name="training corpus", cache_dir=cache_dir, corpus_key=corpus_key, **pack)
-    return train_data, Packer(dev_corpus, tokenizer, seq_length, name="dev corpus", **pack)
+    return train_data, Packer(dev_corpus, tokenizer, seq_length, name=HELD_OUT if held_out else "dev corpus", **pack)
 
 
 def cpu_flags() -> Set[str]:

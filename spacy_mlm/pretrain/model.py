@@ -31,6 +31,23 @@ class SparseMLM(torch.nn.Module):
         return head_logits(self.model, hidden[positions])
 
 
+def load_tokenizer(name: str):
+    """AutoTokenizer.from_pretrained, failing with the path and the fix where the directory holds no tokenizer."""
+    from transformers import AutoTokenizer
+
+    tok_dir = Path(name)
+    if tok_dir.is_dir() and not any((tok_dir / f).is_file() for f in TOKENIZER_FILES):
+        # transformers would fall back to a slow-tokenizer conversion and fail with an unrelated ImportError.
+        raise SpacyMlmError(
+            f"Could not load a tokenizer from {name!r}: the directory holds none of {', '.join(TOKENIZER_FILES)}. "
+            "Pass a directory written by `spacy-mlm tokenizer` or save_pretrained()."
+        )
+    try:
+        return AutoTokenizer.from_pretrained(name)
+    except (OSError, ValueError, ImportError) as e:
+        raise SpacyMlmError(f"Could not load a tokenizer from {name!r}: {e}") from None
+
+
 def load_mlm_model(
     name: str, tokenizer_name: Optional[str] = None, dropout: Optional[float] = None, attn_implementation: str = "auto"
 ) -> Tuple[torch.nn.Module, object]:
@@ -38,23 +55,12 @@ def load_mlm_model(
     fresh head with its decoder tied to the input embeddings, and a FreshHeadWarning.
     attn_implementation: "sdpa", "eager" or "auto" (transformers' choice: sdpa where the architecture has it);
     the model's config._attn_implementation says which one runs."""
-    from transformers import MODEL_FOR_MASKED_LM_MAPPING, AutoConfig, AutoTokenizer
+    from transformers import MODEL_FOR_MASKED_LM_MAPPING, AutoConfig
 
     from ..mlm import check_checkpoint
 
     check_checkpoint(name, role="Base model")
-    tok_name = tokenizer_name or name
-    tok_dir = Path(tok_name)
-    if tok_dir.is_dir() and not any((tok_dir / f).is_file() for f in TOKENIZER_FILES):
-        # transformers would fall back to a slow-tokenizer conversion and fail with an unrelated ImportError.
-        raise SpacyMlmError(
-            f"Could not load a tokenizer from {tok_name!r}: the directory holds none of {', '.join(TOKENIZER_FILES)}. "
-            "Pass a directory written by `spacy-mlm tokenizer` or save_pretrained()."
-        )
-    try:
-        tokenizer = AutoTokenizer.from_pretrained(tok_name)
-    except (OSError, ValueError, ImportError) as e:
-        raise SpacyMlmError(f"Could not load a tokenizer from {tok_name!r}: {e}") from None
+    tokenizer = load_tokenizer(tokenizer_name or name)
     if tokenizer.mask_token_id is None or tokenizer.pad_token_id is None:
         raise SpacyMlmError(f"The tokenizer of {tokenizer_name or name!r} has no mask or padding token.")
     try:

@@ -243,6 +243,10 @@ class Packer:
         rng.shuffle(buffer)
         yield from buffer
 
+    def files_text(self) -> str:
+        """The corpus files, for messages."""
+        return ", ".join(map(str, getattr(self.corpus, "files", None) or [])) or "the corpus"
+
     def stream(self, skip: int = 0) -> Iterator[Tuple[int, Sequence_]]:
         """(epoch, sequence) forever, skipping the first `skip` sequences (to resume)."""
         epoch, seen = 0, 0
@@ -254,9 +258,7 @@ class Packer:
                 if seen > skip:
                     yield epoch, seq
             if n == 0:
-                raise SpacyMlmError(
-                    f"The {self.name} is empty: {getattr(self.corpus, 'files', '')} holds no non-blank text."
-                )
+                raise SpacyMlmError(f"The {self.name} is empty: {self.files_text()} holds no non-blank text.")
             epoch += 1
 
 

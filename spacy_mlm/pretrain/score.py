@@ -1,6 +1,11 @@
 """Pseudo-log-likelihood scoring (Salazar et al. 2020): mask each wordpiece in turn and sum
 the log-probabilities of the originals. Many masked copies share one forward pass, and the
-MLM head runs only on the one masked position of each copy."""
+MLM head runs only on the one masked position of each copy.
+
+A text longer than the model's maximum length is scored window by window, not cut off: windows
+of the maximum length (special tokens included) overlap by half, and each wordpiece is scored
+once, in the window where it is best centred (ties: the earlier window), the rule the pipes use
+for long docs (spacy_mlm/pipes/_windows.py)."""
 
 import math
 from pathlib import Path
@@ -36,7 +41,8 @@ def pseudo_perplexity(
     device: Union[str, torch.device] = "cpu",
 ) -> Dict[str, float]:
     """Score texts with an MLM. RETURNS a dict with pseudo_log_likelihood (natural log, summed),
-    tokens (scored wordpieces), texts, and pseudo_perplexity = exp(-PLL / tokens)."""
+    tokens (scored wordpieces), texts, windowed_texts (texts longer than max_length, scored window
+    by window), max_length and pseudo_perplexity = exp(-PLL / tokens)."""
     encoder, head, tokenizer = load_scorer(model, device) if isinstance(model, (str, Path)) else model
     encoder.eval()
     if isinstance(head, torch.nn.Module):
@@ -45,13 +51,15 @@ def pseudo_perplexity(
         limit = getattr(getattr(encoder, "config", None), "max_position_embeddings", 512)
         max_length = min(512, int(tokenizer.model_max_length), int(limit))
     special = set(tokenizer.all_special_ids)
-    # One item per (text, position to mask).
+    # One item per (window, position to mask).
     items: List[Tuple[List[int], int]] = []
-    n_texts = 0
+    n_texts = n_windowed = 0
     for text in texts:
-        ids = tokenizer(text, truncation=True, max_length=max_length)["input_ids"]
+        encoded = tokenizer(text, return_special_tokens_mask=True, verbose=False)
+        windows = text_windows(encoded["input_ids"], encoded["special_tokens_mask"], max_length)
         n_texts += 1
-        items.extend((ids, i) for i, t in enumerate(ids) if t not in special)
+        n_windowed += len(windows) > 1
+        items.extend((ids, i) for ids, positions in windows for i in positions if ids[i] not in special)
     if not items:
         raise SpacyMlmError("Nothing to score: the corpus has no text (or only special tokens).")
     total = 0.0
@@ -74,5 +82,42 @@ def pseudo_perplexity(
         "pseudo_log_likelihood": total,
         "tokens": len(items),
         "texts": n_texts,
+        "windowed_texts": n_windowed,
+        "max_length": max_length,
         "pseudo_perplexity": math.exp(-total / len(items)),
     }
+
+
+def text_windows(ids: List[int], special_mask: List[int], max_length: int) -> List[Tuple[List[int], List[int]]]:
+    """(window ids, positions to score in it) covering a tokenized text: the text itself when it
+    fits in max_length, else windows of max_length wordpieces with the text's leading and trailing
+    special tokens, overlapping by half, each wordpiece scored in its best-centred window."""
+    if len(ids) <= max_length:
+        return [(ids, list(range(len(ids))))]
+    lead = next(i for i, flag in enumerate(special_mask) if not flag)
+    trail = next(i for i, flag in enumerate(reversed(special_mask)) if not flag)
+    prefix, body, suffix = ids[:lead], ids[lead : len(ids) - trail], ids[len(ids) - trail :]
+    size = max_length - lead - trail
+    if size < 2:
+        raise SpacyMlmError(f"max_length = {max_length} leaves no room for text beside {lead + trail} special tokens.")
+    stride = size // 2
+    starts = list(range(0, len(body) - size, stride)) + [len(body) - size]
+    owned: List[List[int]] = [[] for _ in starts]
+    for pos in range(len(body)):
+        first = max(0, (pos - size) // stride)  # no window before this one contains pos
+        candidates = [k for k in range(first, min(len(starts), pos // stride + 2)) if starts[k] <= pos < starts[k] + size]
+        best = max(candidates, key=lambda k: (min(pos - starts[k], starts[k] + size - 1 - pos), -k))
+        owned[best].append(lead + pos - starts[best])
+    return [(prefix + body[s : s + size] + suffix, positions) for s, positions in zip(starts, owned)]
+
+
+def gpu_device(gpu_id: int) -> str:
+    """The torch device of --gpu-id (-1: CPU), checked."""
+    if gpu_id < 0:
+        return "cpu"
+    if not torch.cuda.is_available():
+        raise SpacyMlmError(f"--gpu-id {gpu_id} but CUDA is not available: use --gpu-id -1 for CPU.")
+    if gpu_id >= torch.cuda.device_count():
+        raise SpacyMlmError(f"--gpu-id {gpu_id}, but there are {torch.cuda.device_count()} GPUs: use 0 to "
+                            f"{torch.cuda.device_count() - 1}, or -1 for CPU.")
+    return f"cuda:{gpu_id}"

@@ -3,12 +3,16 @@ score, sentence1, sentence2`` and optional extra columns, which are ignored. The
 `spacy-mlm convert`, bench/eval_sts.py and project/scripts/eval_sts.py read through it.
 """
 
-from typing import Any, Dict, Iterator, Optional
+import math
+from typing import Any, Dict, Iterator, Optional, Tuple
 
 from ..errors import SpacyMlmError
 from .lines import PathLike, empty_error, get_nlp, read_lines
 
 STS_COLUMNS = ("genre", "filename", "year", "id", "score", "sentence1", "sentence2")
+# The STS Benchmark's scale, 0 (unrelated) to 5 (same meaning): the readers refuse scores outside it
+# (spacy_mlm.PairCorpus.v1 takes another `score_range`).
+STS_SCORE_RANGE = (0.0, 5.0)
 # doc.user_data keys of the two docs read_sts writes per pair (the pair readers and scorer read them).
 PAIR_ID_KEY, SIDE_KEY, STS_SCORE_KEY = "pair_id", "side", "score"
 
@@ -18,7 +22,7 @@ def read_sts_rows(path: PathLike, stats: Optional[Dict[str, Any]] = None) -> Ite
 
     Columns after the 7th are ignored (``stats["extra_column_rows"]`` counts those rows).
     Raises SpacyMlmError with ``file:line`` for fewer than 7 columns, a score that is not a
-    number, or an empty sentence.
+    number or outside 0..5 (STS_SCORE_RANGE), or an empty sentence.
     """
     stats = stats if stats is not None else {}
     stats["extra_column_rows"] = 0
@@ -44,6 +48,7 @@ def read_sts_rows(path: PathLike, stats: Optional[Dict[str, Any]] = None) -> Ite
                 f"{path}:{lineno}: the score (column 5) {fields[4]!r} is not a number: "
                 "columns are genre, filename, year, id, score, sentence1, sentence2 (is there a header line? remove it)."
             )
+        check_score(row["score"], f"{path}:{lineno}: the score (column 5)")
         for side in ("sentence1", "sentence2"):
             row[side] = row[side].strip()
             if not row[side]:
@@ -53,6 +58,18 @@ def read_sts_rows(path: PathLike, stats: Optional[Dict[str, Any]] = None) -> Ite
         yield row
     if n == 0:
         raise empty_error(path, "sentence pairs")
+
+
+def check_score(score: float, where: str, score_range: Tuple[float, float] = STS_SCORE_RANGE, fix: str = "") -> float:
+    """`score` if it is a finite number inside score_range (bounds included), else a SpacyMlmError
+    that starts with `where` (e.g. "FILE:LINE: the score") and ends with the fix."""
+    low, high = score_range
+    if not math.isfinite(score):
+        raise SpacyMlmError(f"{where} {score} is not a finite number: fix the value{fix}.")
+    if not low <= score <= high:
+        scale = " (the STS Benchmark scale)" if (low, high) == STS_SCORE_RANGE else ""
+        raise SpacyMlmError(f"{where} {score:g} is outside {low:g}..{high:g}{scale}: fix the value{fix}.")
+    return score
 
 
 def read_sts(
