@@ -31,8 +31,14 @@ DAPT_SETTINGS = {
     "training.eval_frequency": 100,
     "training.checkpoint_frequency": 250,
 }
-# A checkpoint without an MLM head first trains a fresh one with the encoder frozen.
+# A checkpoint without an MLM head first trains a fresh one with the encoder frozen, until its
+# held-out masked accuracy stops rising (300 steps on all-MiniLM-L6-v2 and tweets).
 DAPT_HEAD_WARMUP = {"training.head_warmup_steps": 300, "training.head_warmup_lr": 2e-3}
+DAPT_HEADER = """# Continued (domain-adaptive) pretraining, written by `spacy-mlm init-config dapt`:
+#   spacy-mlm pretrain THIS_FILE OUTPUT_DIR --paths.train YOUR_TEXT
+# The whole model trains for max_steps - head_warmup_steps steps of batch_tokens tokens each;
+# for more text, raise --training.max_steps (or write the config with --steps N).
+"""
 # --windows: how the transformer cuts docs into windows. `strided`: the shipped configs' 128
 # spaCy tokens, stride 96. `model-max`: as many wordpieces as the checkpoint takes (spacy_mlm/spans.py).
 # `auto`: model-max for a long-context checkpoint (ModernBERT: 8,192 positions), else strided.
@@ -79,7 +85,8 @@ def resolve_windows(windows: str, kind: str, base_model: Optional[str]) -> str:
     return "model-max" if positions is not None and positions > LONG_CONTEXT_POSITIONS else "strided"
 
 
-def fill_config(kind: str, *, base_model: Optional[str] = None, gpu: bool = False, windows: str = "auto"):
+def fill_config(kind: str, *, base_model: Optional[str] = None, gpu: bool = False, windows: str = "auto",
+                steps: Optional[int] = None, head_warmup_steps: Optional[int] = None):
     """The complete config of KIND (a thinc Config, variables like ${paths.train} kept).
 
     base_model: sets [paths] base_model. gpu: pretraining runs on GPU 0 ([system] gpu_id = 0);
@@ -97,7 +104,9 @@ def fill_config(kind: str, *, base_model: Optional[str] = None, gpu: bool = Fals
     config = Config().from_str(default_config_text(kind), interpolate=False)
     config["paths"]["base_model"] = base_model
     if kind == "dapt":
-        apply_dapt(config, base_model)
+        apply_dapt(config, base_model, steps, head_warmup_steps)
+    elif steps is not None or head_warmup_steps is not None:
+        raise SpacyMlmError("--steps and --head-warmup-steps are for init-config dapt.")
     if kind in ("pretrain", "dapt"):
         if windows != "strided":
             raise SpacyMlmError("--windows is for the spaCy training configs: pretraining sets its sequence length "
@@ -124,9 +133,11 @@ def fill_config(kind: str, *, base_model: Optional[str] = None, gpu: bool = Fals
     return filled
 
 
-def apply_dapt(config, base_model: Optional[str]) -> None:
+def apply_dapt(config, base_model: Optional[str], steps: Optional[int] = None,
+               head_warmup_steps: Optional[int] = None) -> None:
     """The pretrain config set for continued pretraining of base_model, with a head warm-up where
-    the checkpoint has no MLM head."""
+    the checkpoint has no MLM head. steps: whole-model steps (default DAPT_SETTINGS');
+    head_warmup_steps: the warm-up's steps where there is one (default DAPT_HEAD_WARMUP's)."""
     from spacy.util import set_dot_to_object
 
     from .mlm import has_mlm_head
@@ -135,9 +146,13 @@ def apply_dapt(config, base_model: Optional[str]) -> None:
         raise SpacyMlmError("init-config dapt needs --base-model CKPT (an HF checkpoint dir or hub name): the recipe "
                             "depends on whether the checkpoint ships an MLM head.")
     settings = dict(DAPT_SETTINGS)
+    if steps is not None:
+        settings["training.max_steps"] = steps
     if not has_mlm_head(base_model):
         settings.update(DAPT_HEAD_WARMUP)
-        settings["training.max_steps"] += DAPT_HEAD_WARMUP["training.head_warmup_steps"]
+        if head_warmup_steps is not None:
+            settings["training.head_warmup_steps"] = head_warmup_steps
+        settings["training.max_steps"] += settings["training.head_warmup_steps"]
     for key, value in settings.items():
         set_dot_to_object(config, key, value)
 
@@ -164,9 +179,14 @@ def use_model_max_windows(config, kind: str) -> None:
               help="ner/textcat/full: model-max encodes windows of up to the checkpoint's model_max_length wordpieces "
                    "(8,192 for ModernBERT) instead of 128 spaCy tokens (strided); auto: model-max for a "
                    f"--base-model with more than {LONG_CONTEXT_POSITIONS} positions.")
+@click.option("--steps", type=click.IntRange(min=1), default=None,
+              help=f"dapt: whole-model steps of 2,048 tokens (default {DAPT_SETTINGS['training.max_steps']}).")
+@click.option("--head-warmup-steps", type=click.IntRange(min=0), default=None,
+              help="dapt, for a checkpoint without an MLM head: head-only steps first "
+                   f"(default {DAPT_HEAD_WARMUP['training.head_warmup_steps']}).")
 @click.option("--force", is_flag=True, help="Replace OUTPUT_FILE if it exists.")
 def init_config_command(kind: str, output_file: str, base_model: Optional[str], gpu: bool, windows: str,
-                        force: bool) -> None:
+                        steps: Optional[int], head_warmup_steps: Optional[int], force: bool) -> None:
     """Write a complete KIND config to OUTPUT_FILE ('-': stdout). An existing file is replaced only
     with --force; OUTPUT_FILE may not lie inside the --base-model directory.
 
@@ -181,7 +201,10 @@ def init_config_command(kind: str, output_file: str, base_model: Optional[str], 
 
     if output_file != "-":
         check_output(output_file, [base_model], command="spacy-mlm init-config", force=force, kind="file")
-    text = fill_config(kind, base_model=base_model, gpu=gpu, windows=windows).to_str()
+    text = fill_config(kind, base_model=base_model, gpu=gpu, windows=windows, steps=steps,
+                       head_warmup_steps=head_warmup_steps).to_str()
+    if kind == "dapt":
+        text = DAPT_HEADER + text
     if output_file == "-":
         sys.stdout.write(text)
         return

@@ -115,3 +115,19 @@ def test_init_config_dapt_warms_up_a_fresh_head_only(tmp_path, pt_model, pt_corp
 def test_init_config_dapt_needs_a_base_model(tmp_path):
     result = CliRunner().invoke(cli, ["init-config", "dapt", str(tmp_path / "dapt.cfg")])
     assert result.exit_code != 0 and "needs --base-model" in str(result.exception or result.output)
+
+
+def test_init_config_dapt_steps(tmp_path, pt_model):
+    """--steps sets the whole-model phase, --head-warmup-steps the warm-up (only where there is one)."""
+    from transformers import AutoModel
+
+    AutoModel.from_pretrained(pt_model).save_pretrained(tmp_path / "encoder")
+    headless = init_config(tmp_path, "dapt", "--base-model", str(tmp_path / "encoder"), "--steps", "40",
+                           "--head-warmup-steps", "7")
+    assert (headless["training"]["max_steps"], headless["training"]["head_warmup_steps"]) == (47, 7)
+    assert (tmp_path / "dapt.cfg").read_text().startswith("# Continued (domain-adaptive) pretraining")
+    with_head = init_config(tmp_path, "dapt", "--base-model", str(pt_model), "--steps", "40",
+                            "--head-warmup-steps", "7", "--force")
+    assert (with_head["training"]["max_steps"], with_head["training"]["head_warmup_steps"]) == (40, 0)
+    result = CliRunner().invoke(cli, ["init-config", "pretrain", str(tmp_path / "p.cfg"), "--steps", "5"])
+    assert result.exit_code != 0 and "--steps and --head-warmup-steps are for init-config dapt" in str(result.exception)

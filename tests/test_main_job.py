@@ -20,13 +20,16 @@ def test_all_workflow_and_its_wheel_load_offline(minilm, wheel_venv, tmp_path):
     shutil.copytree(REPO / "configs", tmp_path / "configs")
     project = tmp_path / "project"
     env = {**os.environ, "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1"}
-    small = ["--vars.pretrain_steps", "3", "--vars.train_steps", "4", "--vars.score_docs", "5"]
+    small = ["--vars.pretrain_steps", "3", "--vars.pretrain_head_warmup", "2", "--vars.train_steps", "4",
+             "--vars.score_docs", "5"]
     proc = subprocess.run([sys.executable, "-m", "spacy", "project", "run", "all", ".", *small], cwd=project, env=env,
                           capture_output=True, text=True, timeout=1500)
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     # It started from MiniLM (its 30,522-entry vocabulary), pretrained, trained, evaluated, reported.
     assert json.loads((project / "models" / "base" / "config.json").read_text())["vocab_size"] == 30522
-    assert [json.loads(line)["step"] for line in (project / "models/pretrained/metrics.jsonl").read_text().splitlines()][-1] == 3
+    # The dapt recipe: 2 head-only steps (MiniLM ships no MLM head), then 3 of the whole model.
+    log = [json.loads(line) for line in (project / "models/pretrained/metrics.jsonl").read_text().splitlines()]
+    assert log[-1]["step"] == 5 and [m["lr"] for m in log if "loss" in m][:1] == [0.002]
     ner = json.loads((project / "metrics" / "ner.json").read_text())
     textcat = json.loads((project / "metrics" / "textcat.json").read_text())
     assert 0.0 <= ner["ents_f"] <= 1.0 and 0.0 <= textcat["cats_micro_f"] <= 1.0
