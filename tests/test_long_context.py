@@ -201,7 +201,7 @@ def test_init_config_windows_model_max(tmp_path):
     model = Config().from_disk(out, interpolate=False)["components"]["transformer"]["model"]
     assert model["@architectures"] == "spacy_mlm.TransformerModel.v1"
     assert model["get_spans"] == {"@span_getters": "spacy_mlm.model_max_spans.v1", "window": None, "overlap": 0.25}
-    result = CliRunner().invoke(cli, ["init-config", "similarity", str(out), "--windows", "model-max"])
+    result = CliRunner().invoke(cli, ["init-config", "similarity", str(tmp_path / "sim.cfg"), "--windows", "model-max"])
     assert isinstance(result.exception, SpacyMlmError) and "pair_spans" in str(result.exception)
 
 
