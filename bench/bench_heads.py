@@ -1,5 +1,5 @@
 """Seconds each head of the five-pipe pipeline spends per batch of docs the transformer has
-already encoded: what the heads add to the encoder pass in nlp.pipe (issue 13; on a GPU, or with
+already encoded: what the heads add to the encoder pass in nlp.pipe (on a GPU, or with
 a bf16/INT8 encoder on CPU, this CPU-side work is most of the pipeline's time).
 
     python bench/bench_heads.py [--n-docs 1000] [--rounds 5] [--out bench/results/heads.jsonl]

@@ -12,7 +12,7 @@ block's mean step time (each block holds one MLM pass), and the warm-up is round
 
     python bench/bench_joint.py --base-model /tmp/minilm-wiki/final --shares 1.0,0.5,0.25 --steps 50
     python bench/bench_joint.py --base-model /tmp/minilm-wiki/final --shares 0.125 --replay-text ../shared/data/mlm/wikitext-2/valid.txt --replay-docs 4
-    python bench/bench_joint.py --base-model /work/models/minilm-wiki/final --shares 0.125 --every 4 --replay-text ../shared/data/mlm/wikitext-2/valid.txt --replay-docs 4 --steps 44 --warmup 4
+    python bench/bench_joint.py --base-model models/minilm-wiki/final --shares 0.125 --every 4 --replay-text ../shared/data/mlm/wikitext-2/valid.txt --replay-docs 4 --steps 44 --warmup 4
 
 --replay-docs N adds, for each share, a variant whose MLM batch also takes N docs of --replay-text
 (fill_mask's replay_text / replay_docs).

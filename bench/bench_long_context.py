@@ -1,6 +1,6 @@
 """Peak memory and time of ONE long window through a ModernBERT-base-sized encoder on CPU.
 
-    /work/notes/quiet.sh python bench/bench_long_context.py [--seq-len 8192] [--hidden 768] [--layers 22]
+    python bench/bench_long_context.py [--seq-len 8192] [--hidden 768] [--layers 22]
         [--heads 12] [--threads 2] [--attn sdpa] [--out bench/results/long_context.jsonl]
 
 A randomly initialised ModernBertModel (the size of answerdotai/ModernBERT-base: 768 hidden,

@@ -1,5 +1,5 @@
 """Throughput of the five-pipe shared-encoder pipeline against the four HF pipelines doing the
-same jobs, decomposed, plus spaCy's overhead and reduced precision (issue 13).
+same jobs, decomposed, plus spaCy's overhead and reduced precision.
 
     python bench/bench_pipes.py [--data-dir ../shared/data] [--n-docs 1000] [--rounds 5]
         [--dtypes fp32,int8] [--out bench/results/pipes.jsonl]

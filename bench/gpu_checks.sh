@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# The GPU checks of issues 12 and 13 in one script, for a machine lent for a few minutes:
+# The GPU checks of pretraining speed and reduced precision in one script, for a machine lent for a few minutes:
 #   1. reduced-precision quality on the GPU (bench_precision_quality.py: fp32, bf16, fp16),
 #   2. five-pipe throughput vs the four HF pipelines, both on the GPU (bench_pipes.py),
 #   3. BERT-base bf16 pretraining tokens/s and MFU, ours vs HF Trainer (bench_pretrain.py).

@@ -17,7 +17,7 @@ share of the summed update that is NER's (||g_ner|| / (||g_ner|| + w ||g_mlm||))
 element by its running RMS, so where w ||g_mlm|| >> ||g_ner|| the NER part of the step shrinks by
 about that ratio: the ratio says which loss_weight balances the two.
 
-    python bench/grad_balance.py --base-model /work/models/minilm-wiki/final --steps 60 --probe-every 20
+    python bench/grad_balance.py --base-model models/minilm-wiki/final --steps 60 --probe-every 20
 """
 
 import argparse

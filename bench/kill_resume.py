@@ -1,4 +1,4 @@
-"""Kill `spacy-mlm pretrain` with SIGKILL many times and resume it (issue 6, hardening).
+"""Kill `spacy-mlm pretrain` with SIGKILL many times and resume it (hardening).
 
     python bench/kill_resume.py --kills 50 [--seed 0] [--launcher fork|exec] [--out bench/results/kill_resume.json]
 

@@ -1,8 +1,8 @@
-"""Where fill_mask's extra MLM pass spends its time in joint training (issue 14): per step, the
+"""Where fill_mask's extra MLM pass spends its time in joint training: per step, the
 NER-only `nlp.update` against fill_mask's own pass (batch building, encoder forward + head + loss,
 backward) on the same WNUT-17 batch, and a torch.profiler table of one MLM backward.
 
-    python bench/profile_mlm_pass.py --base-model /work/models/minilm-wiki/final [--share 0.125] [--steps 12]
+    python bench/profile_mlm_pass.py --base-model models/minilm-wiki/final [--share 0.125] [--steps 12]
 
 Same pipeline as bench/bench_joint.py (configs/ner.cfg + fill_mask, mlm_rate 0.15). The MLM pass is
 run by hand as FillMask.update runs it (masked_batch, encoder in train mode, head on the masked

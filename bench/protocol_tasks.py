@@ -127,7 +127,7 @@ def probe(task: str, args: argparse.Namespace) -> None:
 
 
 # ---------------------------------------------------------------------------------------------
-# The encoder ablation (issue 16, item 5): one architecture (the base model's), three starts,
+# The encoder ablation: one architecture (the base model's), three starts,
 # spacy-mlm's fine-tuning with the setting the protocol chose for it on the tune split.
 
 

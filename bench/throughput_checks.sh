@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Issue 13's speed rows on a lent GPU machine, no trained pipeline needed (speed does not depend
+# The reduced-precision speed rows on a lent GPU machine, no trained pipeline needed (speed does not depend
 # on the weights; the quality rows are bench_precision_quality.py's, in gpu_checks.sh):
 #   1. the host CPU, 2 torch threads: five-pipe pipeline and raw encoder in fp32, int8, bf16
 #      (bench_pipes.py --precision-only): the CPU goals assume AVX512-VNNI/BF16 and AMX, which
