@@ -8,4 +8,4 @@ __all__ = ["registry", "import_registered"]
 
 def import_registered() -> None:
     """Import the modules whose import registers the pretraining functions."""
-    from .pretrain import corpus, masking  # noqa: F401
+    from .mlm_data import corpus, masking  # noqa: F401

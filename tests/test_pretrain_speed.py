@@ -77,8 +77,8 @@ def test_bad_switch_values_name_key_and_choices(pt_corpus, pt_model, key, value,
 def test_cached_packing_equals_streaming(tmp_path, pt_tokenizers):
     from transformers import AutoTokenizer
 
-    from spacy_mlm.pretrain.corpus import any_corpus
-    from spacy_mlm.pretrain.packing import Packer
+    from spacy_mlm.mlm_data.corpus import any_corpus
+    from spacy_mlm.mlm_data.packing import Packer
 
     from .pretrain_fixtures import sentences, write_lines
 
@@ -103,7 +103,7 @@ def test_cached_packing_equals_streaming(tmp_path, pt_tokenizers):
 def test_resume_and_a_second_run_do_not_retokenize(tmp_path, pt_corpus, pt_model, monkeypatch, restore_torch_threads):
     from safetensors.torch import load_file
 
-    from spacy_mlm.pretrain.packing import Packer
+    from spacy_mlm.mlm_data.packing import Packer
 
     from .pretrain_fixtures import stopped_run
 

@@ -36,7 +36,7 @@ from thinc.api import Model, Optimizer, PyTorchWrapper_v2, get_array_module, xp2
 
 from ..errors import SpacyMlmError
 from ..mlm import MaskedLMHead
-from ..pretrain.masking import IGNORE_INDEX, Masker, span_masking
+from ..mlm_data.masking import IGNORE_INDEX, Masker, span_masking
 from ..util import IN_PLACE_HINT, atomic_write_bytes, disk_writes
 from ._fill_mask_lookup import OOV_TARGETS, mask_hidden_states, mask_starts, target_ids
 from ._fill_mask_parts import from_parts, read_parts, to_parts, unpack_parts
@@ -422,7 +422,7 @@ class FillMask(TrainablePipe):
         """The next `n_docs` docs of `replay_text` (starting it again when it runs out)."""
         if not n_docs:
             return []
-        from ..pretrain.corpus import any_corpus
+        from ..mlm_data.corpus import any_corpus
 
         texts: List[str] = []
         for _ in range(2):  # at most one restart: a text of m < n_docs docs gives min(2m, n_docs), repeating them

@@ -26,13 +26,13 @@ import torch.nn.functional as F
 
 from ..errors import SpacyMlmError
 from ..mlm import check_checkpoint
+from ..mlm_data.corpus import holdout
+from ..mlm_data.masking import IGNORE_INDEX, Masker
+from ..mlm_data.packing import Packer, Sequence_, collate
 from .checkpoint import CHECKPOINTS, latest_checkpoint, load_checkpoint, save_checkpoint, save_final
 from .config import load_config, resolve
-from .corpus import holdout
-from .masking import IGNORE_INDEX, Masker
 from .model import SparseMLM, load_mlm_model
 from .optim import encoder_trainable, make_optimizer, make_scheduler
-from .packing import Packer, Sequence_, collate
 from .rundir import append_jsonl, prepare_output_dir, record_settings, truncate_metrics
 
 Batch = Dict[str, torch.Tensor]  # input_ids (masked), attention_mask, labels (-100: not predicted)
