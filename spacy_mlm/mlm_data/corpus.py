@@ -10,9 +10,9 @@ from pathlib import Path
 from typing import Callable, Iterator, List, Optional, Union
 
 import srsly
+from spacy.util import registry
 
 from ..errors import SpacyMlmError
-from ..registry import registry
 
 ENCODING_ERRORS = ("strict", "replace")
 
