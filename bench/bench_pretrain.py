@@ -217,7 +217,7 @@ def environment(args, device) -> dict:
     import torch
     import transformers
 
-    from spacy_mlm.pretrain.loop import cpu_flags, native_bf16
+    from spacy_mlm.pretrain.device import cpu_flags, native_bf16
 
     flags = cpu_flags()
     return {"cpu": platform.processor() or platform.machine(), "cpu_capability": torch.backends.cpu.get_cpu_capability(),
