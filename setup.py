@@ -73,6 +73,14 @@ setup(
         "spacy_misc": [
             "spacy_mlm.CoSENTLoss.v1 = spacy_mlm.pipes._similarity_losses:create_cosent_loss",
             "spacy_mlm.MNRLoss.v1 = spacy_mlm.pipes._similarity_losses:create_mnr_loss",
+            # The MLM data functions of pretraining configs and fill_mask's `masking` block.
+            "spacy_mlm.PlainTextCorpus.v1 = spacy_mlm.mlm_data.corpus:plain_text_corpus",
+            "spacy_mlm.JsonlCorpus.v1 = spacy_mlm.mlm_data.corpus:jsonl_corpus",
+            "spacy_mlm.DocBinCorpus.v1 = spacy_mlm.mlm_data.corpus:docbin_corpus",
+            "spacy_mlm.Corpus.v1 = spacy_mlm.mlm_data.corpus:any_corpus",
+            "spacy_mlm.TokenMasking.v1 = spacy_mlm.mlm_data.masking:token_masking",
+            "spacy_mlm.WholeWordMasking.v1 = spacy_mlm.mlm_data.masking:whole_word_masking",
+            "spacy_mlm.SpanMasking.v1 = spacy_mlm.mlm_data.masking:span_masking",
         ],
         "console_scripts": ["spacy-mlm = spacy_mlm.cli:main"],
     },

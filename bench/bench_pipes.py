@@ -148,7 +148,7 @@ def main() -> None:
     device = torch.device(f"cuda:{args.gpu_id}") if args.gpu_id >= 0 else torch.device("cpu")
     sync = torch.cuda.synchronize if device.type == "cuda" else (lambda: None)
     from spacy_mlm.precision import TORCH_DTYPE, quantize_pipeline, reduce_precision
-    from spacy_mlm.pretrain.loop import cpu_flags
+    from spacy_mlm.pretrain.device import cpu_flags
 
     texts = load_texts(data_dir(args.data_dir), args.n_docs)
     bs = args.batch_size

@@ -45,7 +45,7 @@ BATCH = 64
 
 def cpu_flags() -> str:
     """The precision-relevant flags of spacy_mlm's one /proc/cpuinfo reader, as one string."""
-    from spacy_mlm.pretrain.loop import cpu_flags as all_flags
+    from spacy_mlm.pretrain.device import cpu_flags as all_flags
 
     flags = all_flags()
     wanted = ("avx2", "avx512f", "avx512_vnni", "avx_vnni", "avx512_bf16", "amx_bf16", "amx_int8")

@@ -172,9 +172,9 @@ def held_out_loss(model_dir, tokenizer, texts, seq_length, n_sequences, device) 
     """Our held-out MLM loss (masked positions, fixed masks) on packed test sequences: the same for every model."""
     from transformers import AutoModelForMaskedLM
 
+    from spacy_mlm.mlm_data.masking import token_masking
+    from spacy_mlm.mlm_data.packing import Packer
     from spacy_mlm.pretrain.loop import evaluate, make_eval_batches
-    from spacy_mlm.pretrain.masking import token_masking
-    from spacy_mlm.pretrain.packing import Packer
 
     model = AutoModelForMaskedLM.from_pretrained(model_dir).to(device)
     batches = make_eval_batches(Packer(lambda: iter(texts), tokenizer, seq_length), n_sequences, 16, token_masking(),
@@ -186,9 +186,9 @@ def predicted_share(tokenizer, texts, seq_length) -> float:
     """The share of tokens our sparse head runs on (masked / non-padding), on 256 packed sequences."""
     import torch
 
+    from spacy_mlm.mlm_data.masking import IGNORE_INDEX, token_masking
+    from spacy_mlm.mlm_data.packing import Packer
     from spacy_mlm.pretrain.loop import make_batch
-    from spacy_mlm.pretrain.masking import IGNORE_INDEX, token_masking
-    from spacy_mlm.pretrain.packing import Packer
 
     seqs = [s for _, s in zip(range(256), Packer(lambda: iter(texts), tokenizer, seq_length).epoch(0))]
     batch = make_batch(seqs, token_masking(), tokenizer, torch.Generator().manual_seed(0))
@@ -217,7 +217,7 @@ def environment(args, device) -> dict:
     import torch
     import transformers
 
-    from spacy_mlm.pretrain.loop import cpu_flags, native_bf16
+    from spacy_mlm.pretrain.device import cpu_flags, native_bf16
 
     flags = cpu_flags()
     return {"cpu": platform.processor() or platform.machine(), "cpu_capability": torch.backends.cpu.get_cpu_capability(),
@@ -374,8 +374,8 @@ def time_to_quality(args, tmp, model_dir, tokenizer, train_file, texts, test_fil
 def tokenize_throughput(args, tmp, tokenizer, train_file, texts, env):
     """Building our cache (read, tokenize in batches of [corpus] tokenize_batch, pack, write) vs one plain
     batched encode of the same lines by the same fast tokenizer; median of --rounds."""
-    from spacy_mlm.pretrain.corpus import any_corpus
-    from spacy_mlm.pretrain.packing import Packer
+    from spacy_mlm.mlm_data.corpus import any_corpus
+    from spacy_mlm.mlm_data.packing import Packer
 
     plain, ours = [], []
     for r in range(args.rounds):

@@ -16,7 +16,7 @@ from pathlib import Path
 import torch
 from common import append_jsonl
 
-from spacy_mlm.pretrain.loop import cpu_flags
+from spacy_mlm.pretrain.device import cpu_flags
 
 
 def peak(dtype: torch.dtype, n: int, rounds: int) -> float:

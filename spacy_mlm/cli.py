@@ -138,7 +138,7 @@ def score_command(model: str, corpus, batch_size: int, max_docs: Optional[int], 
     or a spaCy pipeline with fill_mask). The last line is `pseudo_perplexity: <float>`."""
     from itertools import chain
 
-    from .pretrain.corpus import any_corpus
+    from .mlm_data.corpus import any_corpus
     from .pretrain.score import gpu_device, pseudo_perplexity
 
     texts = chain.from_iterable(any_corpus(path, max_docs=max_docs)() for path in corpus)

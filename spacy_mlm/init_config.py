@@ -111,8 +111,9 @@ def fill_config(kind: str, *, base_model: Optional[str] = None, gpu: bool = Fals
         if windows != "strided":
             raise SpacyMlmError("--windows is for the spaCy training configs: pretraining sets its sequence length "
                                 "with [corpus] max_length.")
+        from spacy.util import registry
+
         from .pretrain.config import check_keys
-        from .registry import registry
 
         if gpu:
             config["system"]["gpu_id"] = 0

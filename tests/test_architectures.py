@@ -18,10 +18,10 @@ from transformers import AutoConfig, AutoModel, AutoModelForMaskedLM, AutoTokeni
 
 from spacy_mlm import SpacyMlmError
 from spacy_mlm.cli import cli
+from spacy_mlm.mlm_data.masking import span_masking, whole_word_masking
+from spacy_mlm.mlm_data.packing import Packer, collate
 from spacy_mlm.pretrain.init_model import ARCH_TOKENIZERS, ARCHS, init_model
 from spacy_mlm.pretrain.loop import pretrain
-from spacy_mlm.pretrain.masking import span_masking, whole_word_masking
-from spacy_mlm.pretrain.packing import Packer, collate
 
 from .conftest import corpus, make_nlp, run
 from .pretrain_fixtures import CONFIG, SMALL, sentences, stopped_run, write_lines

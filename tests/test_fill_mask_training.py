@@ -119,7 +119,7 @@ def test_mlm_rate_zero_is_inference_only(bert_checkpoint):
 def test_masking_block_uses_pretraining_maskers(bert_checkpoint, masking):
     """fill_mask's `masking` block takes pretraining's maskers: whole-word kinds mask every
     piece of a word or none, and replace=1 puts the mask token at every predicted position."""
-    from spacy_mlm.pretrain import masking as masking_module
+    from spacy_mlm.mlm_data import masking as masking_module
 
     nlp = spacy.blank("en")
     nlp.add_pipe("transformer", config={"model": {"name": str(bert_checkpoint)}})

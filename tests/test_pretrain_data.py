@@ -6,9 +6,9 @@ import pytest
 from transformers import AutoTokenizer
 
 from spacy_mlm.errors import SpacyMlmError
+from spacy_mlm.mlm_data.corpus import any_corpus, holdout, jsonl_corpus, plain_text_corpus
+from spacy_mlm.mlm_data.packing import Packer
 from spacy_mlm.pretrain.config import load_config
-from spacy_mlm.pretrain.corpus import any_corpus, holdout, jsonl_corpus, plain_text_corpus
-from spacy_mlm.pretrain.packing import Packer
 
 from .pretrain_fixtures import CONFIG, sentences
 

@@ -14,9 +14,9 @@ import torch
 from spacy_mlm import compat
 from spacy_mlm.cli import main as cli_main
 from spacy_mlm.errors import SpacyMlmError
+from spacy_mlm.mlm_data.corpus import any_corpus, jsonl_corpus, plain_text_corpus
 from spacy_mlm.pretrain.checkpoint import load_checkpoint
 from spacy_mlm.pretrain.config import load_config
-from spacy_mlm.pretrain.corpus import any_corpus, jsonl_corpus, plain_text_corpus
 from spacy_mlm.pretrain.init_model import init_model
 from spacy_mlm.pretrain.loop import pretrain
 from spacy_mlm.pretrain.model import load_mlm_model

@@ -4,8 +4,8 @@ import pytest
 import torch
 from transformers import AutoTokenizer, DataCollatorForLanguageModeling
 
-from spacy_mlm.pretrain.masking import span_masking, token_masking, whole_word_masking
-from spacy_mlm.pretrain.packing import Packer, collate
+from spacy_mlm.mlm_data.masking import span_masking, token_masking, whole_word_masking
+from spacy_mlm.mlm_data.packing import Packer, collate
 
 from .pretrain_fixtures import sentences
 

@@ -6,10 +6,12 @@ import json
 import pytest
 import torch
 
-import spacy_mlm.pretrain.loop as loop
+import spacy_mlm.pretrain.device as device
 from spacy_mlm.errors import SpacyMlmError
-from spacy_mlm.pretrain.loop import make_optimizer, pretrain, resolve_precision
+from spacy_mlm.pretrain.device import resolve_precision
+from spacy_mlm.pretrain.loop import pretrain
 from spacy_mlm.pretrain.model import load_mlm_model
+from spacy_mlm.pretrain.optim import make_optimizer
 
 from .pretrain_fixtures import CONFIG, overrides
 
@@ -23,11 +25,11 @@ def losses(out):
 def test_auto_precision_is_bf16_only_where_it_is_native(monkeypatch):
     cpu = torch.device("cpu")
     monkeypatch.setattr(torch.backends.cpu, "get_cpu_capability", lambda: "AVX512")
-    monkeypatch.setattr(loop, "cpu_flags", lambda: {"avx", "avx2", "fma"})  # bf16 emulated: ~100x slower
+    monkeypatch.setattr(device, "cpu_flags", lambda: {"avx", "avx2", "fma"})  # bf16 emulated: ~100x slower
     assert resolve_precision("auto", cpu) == "fp32"
-    monkeypatch.setattr(loop, "cpu_flags", lambda: {"avx2", "avx512f", "avx512_bf16"})
+    monkeypatch.setattr(device, "cpu_flags", lambda: {"avx2", "avx512f", "avx512_bf16"})
     assert resolve_precision("auto", cpu) == "bf16"
-    monkeypatch.setattr(loop, "cpu_flags", lambda: {"avx2", "amx_bf16"})
+    monkeypatch.setattr(device, "cpu_flags", lambda: {"avx2", "amx_bf16"})
     assert resolve_precision("auto", cpu) == "bf16"
     # A CPU with bf16 whose torch kernels are held at AVX2 (ATEN_CPU_CAPABILITY=avx2) runs as an AVX2 one.
     monkeypatch.setattr(torch.backends.cpu, "get_cpu_capability", lambda: "AVX2")
@@ -37,10 +39,10 @@ def test_auto_precision_is_bf16_only_where_it_is_native(monkeypatch):
 
 def test_adamw_kernels(pt_model):
     model, _ = load_mlm_model(str(pt_model))
-    T = {"weight_decay": 0.01, "learning_rate": 1e-3, "beta1": 0.9, "beta2": 0.98, "eps": 1e-6}
-    assert make_optimizer(model, T, "foreach").defaults["foreach"] is True
-    assert make_optimizer(model, T, "for-loop").defaults["foreach"] is False
-    assert make_optimizer(model, T, "fused").defaults["fused"] is True
+    train_cfg = {"weight_decay": 0.01, "learning_rate": 1e-3, "beta1": 0.9, "beta2": 0.98, "eps": 1e-6}
+    assert make_optimizer(model, train_cfg, "foreach").defaults["foreach"] is True
+    assert make_optimizer(model, train_cfg, "for-loop").defaults["foreach"] is False
+    assert make_optimizer(model, train_cfg, "fused").defaults["fused"] is True
 
 
 def test_switches_reach_the_run_and_train_the_same_model(tmp_path, pt_corpus, pt_model, restore_torch_threads):
@@ -77,8 +79,8 @@ def test_bad_switch_values_name_key_and_choices(pt_corpus, pt_model, key, value,
 def test_cached_packing_equals_streaming(tmp_path, pt_tokenizers):
     from transformers import AutoTokenizer
 
-    from spacy_mlm.pretrain.corpus import any_corpus
-    from spacy_mlm.pretrain.packing import Packer
+    from spacy_mlm.mlm_data.corpus import any_corpus
+    from spacy_mlm.mlm_data.packing import Packer
 
     from .pretrain_fixtures import sentences, write_lines
 
@@ -103,7 +105,7 @@ def test_cached_packing_equals_streaming(tmp_path, pt_tokenizers):
 def test_resume_and_a_second_run_do_not_retokenize(tmp_path, pt_corpus, pt_model, monkeypatch, restore_torch_threads):
     from safetensors.torch import load_file
 
-    from spacy_mlm.pretrain.packing import Packer
+    from spacy_mlm.mlm_data.packing import Packer
 
     from .pretrain_fixtures import stopped_run
 

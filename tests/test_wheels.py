@@ -80,6 +80,21 @@ def test_wheel_ships_configs_and_entry_points(wheel_venv, tmp_path):
     assert "init-config" in run([wheel_venv.python, "-m", "spacy", "mlm", "--help"], cwd=tmp_path)
 
 
+
+def test_wheel_registers_the_mlm_data_functions_by_entry_point(wheel_venv, tmp_path):
+    """A config names spacy_mlm.Corpus.v1 or a masking function: spaCy finds it through the wheel's
+    spacy_misc entry points, without an import of spacy_mlm first."""
+    names = ["spacy_mlm.Corpus.v1", "spacy_mlm.PlainTextCorpus.v1", "spacy_mlm.JsonlCorpus.v1",
+             "spacy_mlm.DocBinCorpus.v1", "spacy_mlm.TokenMasking.v1", "spacy_mlm.WholeWordMasking.v1",
+             "spacy_mlm.SpanMasking.v1"]
+    script = (
+        "import sys\nfrom spacy.util import registry\n"
+        "assert 'spacy_mlm' not in sys.modules\n"
+        "print(' '.join(registry.misc.get(name).__module__ for name in %r))\n"
+    ) % (names,)
+    modules = run([wheel_venv.python, "-c", script], cwd=tmp_path).split()
+    assert modules == ["spacy_mlm.mlm_data.corpus"] * 4 + ["spacy_mlm.mlm_data.masking"] * 3
+
 def test_wheel_init_config_pretrain_and_train(wheel_venv, bert_checkpoint, tmp_path):
     """The configs a non-editable install writes run: pretraining, then `spacy train` on NER."""
     spacy_mlm = str(wheel_venv.bin / "spacy-mlm")

@@ -16,7 +16,7 @@ _MODULE_OF: Dict[str, str] = {
     "make_trf_ner": "ner",
     "TrfSimilarity": "similarity",
     "make_trf_similarity": "similarity",
-    "restore_vector_hooks": "similarity",
+    "restore_vector_hooks": "_similarity_hooks",
     "TrfTaggerEntityRecognizer": "tagger_ner",
     "make_trf_tagger_ner": "tagger_ner",
     "TrfMultiLabelTextCategorizer": "textcat",

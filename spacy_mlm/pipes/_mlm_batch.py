@@ -1,5 +1,5 @@
 """fill_mask's training batch: the transformer's windows of the docs, tokenized and masked by the
-masking functions of pretraining (`spacy_mlm.TokenMasking.v1`, `WholeWordMasking.v1`, `SpanMasking.v1`)."""
+masking functions pretraining uses (`spacy_mlm.TokenMasking.v1`, `WholeWordMasking.v1`, `SpanMasking.v1`)."""
 
 import math
 from collections import Counter
@@ -8,8 +8,8 @@ from typing import Dict, List, Sequence
 import torch
 from spacy.tokens import Span
 
-from ..pretrain.masking import Masker
-from ..pretrain.packing import WHITESPACE_WORD, collate, piece_word_ids
+from ..mlm_data.masking import Masker
+from ..mlm_data.packing import WHITESPACE_WORD, collate, piece_word_ids
 
 
 def _word_starts(span: Span, boundaries: str) -> List[int]:

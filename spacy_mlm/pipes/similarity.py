@@ -18,13 +18,14 @@ first sentence can be compared with every second sentence of the batch (MNRL's n
 Docs without the spans (NER or textcat docs in a multi-task batch) give no loss. An untrained
 pipe predicts as before training existed; the scorer reports `similarity_spearman` and
 `similarity_pearson` of the pairs' cosines against their gold scores.
+
+The pipe's parts beside it: the span getter (_similarity_spans), the losses (_similarity_losses),
+the scorer and its statistics (_similarity_scorer) and the vector hooks (_similarity_hooks).
 """
 
-import warnings
-from functools import partial
 from itertools import islice
 from pathlib import Path
-from typing import Any, Callable, Dict, Iterable, List, Optional, Sequence, Tuple, Union
+from typing import Callable, Dict, Iterable, List, Optional, Sequence, Tuple, Union
 
 import numpy
 import srsly
@@ -32,7 +33,7 @@ import torch
 from spacy import util
 from spacy.language import Language
 from spacy.pipeline import TrainablePipe
-from spacy.tokens import Doc, Span
+from spacy.tokens import Doc
 from spacy.training import Example
 
 from ..compat import incompatible_versions_error
@@ -49,105 +50,24 @@ from transformers.file_utils import ModelOutput
 
 from ..errors import SpacyMlmError
 from ..readers.pairs import PAIR_KEY, SCORE_KEY, is_pair_doc
-from ..readers.sts import PAIR_ID_KEY, SIDE_KEY, STS_SCORE_KEY
 from ..util import IN_PLACE_HINT, atomic_write_text, disk_writes
 from ._runtime import prepare_pipe_process
+from ._similarity_hooks import l2, restore_vector_hooks
 from ._similarity_losses import CoSENTLoss
+from ._similarity_scorer import make_similarity_scorer, pearson, score_similarity, spearman, vector_cosine
+from ._similarity_spans import PAIR_SPANS_FIX, create_pair_spans
 from ._upstream import get_upstream_transformer
 from ._windows import _to_numpy, doc_pieces, token_pieces
+
+# Also the names of the modules beside it: setup.py's entry points and users import them from here.
+__all__ = ["TrfSimilarity", "make_trf_similarity", "install_extensions", "create_pair_spans",
+           "make_similarity_scorer", "score_similarity", "pearson", "spearman", "restore_vector_hooks"]
 
 POOLINGS = ("mean", "cls", "max")
 # (doc vector, per-token vectors, per-token "has wordpieces" flags, cosine of a pair doc's two
 # sentences or None for other docs)
 DocVectors = Tuple[numpy.ndarray, numpy.ndarray, numpy.ndarray, Optional[float]]
 SimilarityLoss = Callable[[torch.Tensor, torch.Tensor, Optional[torch.Tensor]], torch.Tensor]
-PAIR_SPANS_FIX = (
-    "set the transformer's span getter to spacy_mlm.pair_spans.v1 so that each sentence of a pair is encoded on "
-    "its own: [components.transformer.model.get_spans] @span_getters = \"spacy_mlm.pair_spans.v1\" (window and "
-    "stride as strided_spans.v1 for other docs; configs/similarity.cfg)"
-)
-
-
-@util.registry.span_getters("spacy_mlm.pair_spans.v1")
-def create_pair_spans(window: int = 128, stride: int = 96) -> Callable[[List[Doc]], List[List[Span]]]:
-    """The transformer's span getter for pair docs: the two sentences of `doc.spans["sim_pair"]`
-    as two sequences; every other doc in strided windows, as spacy-transformers.strided_spans.v1."""
-    strided = util.registry.span_getters.get("spacy-transformers.strided_spans.v1")(window=window, stride=stride)
-
-    def get_pair_spans(docs: List[Doc]) -> List[List[Span]]:
-        others = iter(strided([doc for doc in docs if not is_pair_doc(doc)]))
-        return [list(doc.spans[PAIR_KEY]) if is_pair_doc(doc) else next(others) for doc in docs]
-
-    return get_pair_spans
-
-
-@util.registry.scorers("spacy_mlm.similarity_scorer.v1")
-def make_similarity_scorer() -> Callable[..., Dict[str, Optional[float]]]:
-    return score_similarity
-
-
-def score_similarity(examples: Iterable[Example], **kwargs: Any) -> Dict[str, Optional[float]]:
-    """Spearman and Pearson correlation of the predicted cosines of the pairs with their gold
-    scores; None (no column in spacy train, no weight) with fewer than two scored pairs.
-    A pair is a pair doc (spacy_mlm.PairCorpus.v1, as spacy train reads pairs) or two docs whose
-    user_data has the same pair_id, side "a" and "b", as `spacy evaluate` reads a `spacy-mlm
-    convert --kind sts` file with spaCy's own corpus reader: then the cosine of their doc vectors,
-    which is the pair doc's cosine for sentences that fit in one window."""
-    gold, predicted = [], []
-    halves: Dict[Any, Dict[str, Doc]] = {}  # pair_id -> the side(s) seen so far
-    for eg in examples:
-        data = eg.reference.user_data
-        score = data.get(SCORE_KEY)
-        cosine = eg.predicted._.get("trf_pair_similarity") if eg.predicted.has_extension("trf_pair_similarity") else None
-        if cosine is None and PAIR_ID_KEY in data and data.get(SIDE_KEY) in ("a", "b"):
-            sides = halves.setdefault(data[PAIR_ID_KEY], {})
-            if data[SIDE_KEY] in sides:
-                raise SpacyMlmError(
-                    f"Scoring similarity: two docs are side {data[SIDE_KEY]!r} of pair_id {data[PAIR_ID_KEY]!r} "
-                    f"({eg.reference.text[:60]!r}): score one `spacy-mlm convert --kind sts` file at a time."
-                )
-            sides[data[SIDE_KEY]] = eg.predicted
-            if len(sides) < 2:
-                continue
-            del halves[data[PAIR_ID_KEY]]
-            vectors = [doc._.get("trf_vector") if doc.has_extension("trf_vector") else None for doc in sides.values()]
-            if any(v is None for v in vectors):
-                continue
-            score, cosine = data.get(STS_SCORE_KEY), _cosine(*(numpy.asarray(_to_numpy(v), dtype="f") for v in vectors))
-        if score is not None and cosine is not None:
-            gold.append(float(score))
-            predicted.append(float(cosine))
-    if halves:
-        warnings.warn(f"Scoring similarity: {len(halves)} pair(s) had only one of their two docs (e.g. pair_id "
-                      f"{next(iter(halves))!r}) and were left out; was the file cut (a corpus limit or max_length)?",
-                      stacklevel=2)
-    return {"similarity_spearman": spearman(predicted, gold), "similarity_pearson": pearson(predicted, gold)}
-
-
-def _cosine(a: Union[numpy.ndarray, torch.Tensor], b: Union[numpy.ndarray, torch.Tensor]) -> float:
-    """Cosine of two vectors as torch computes it (its eps keeps zero vectors at 0)."""
-    a, b = (torch.as_tensor(v) for v in (a, b))
-    return float(torch.nn.functional.cosine_similarity(a, b, dim=0))
-
-
-def pearson(x: Sequence[float], y: Sequence[float]) -> Optional[float]:
-    x, y = numpy.asarray(x, "f8"), numpy.asarray(y, "f8")
-    if len(x) < 2 or x.std() == 0 or y.std() == 0:
-        return None
-    return float(numpy.corrcoef(x, y)[0, 1])
-
-
-def spearman(x: Sequence[float], y: Sequence[float]) -> Optional[float]:
-    """Pearson of the ranks, ties sharing their mean rank (as scipy.stats.spearmanr)."""
-    return pearson(_ranks(x), _ranks(y)) if len(x) >= 2 else None
-
-
-def _ranks(values: Sequence[float]) -> numpy.ndarray:
-    values = numpy.asarray(values, "f8")
-    ranks = numpy.empty(len(values))
-    ranks[numpy.argsort(values, kind="stable")] = numpy.arange(len(values))
-    _, tie_group, tie_count = numpy.unique(values, return_inverse=True, return_counts=True)
-    return (numpy.bincount(tie_group, weights=ranks) / tie_count)[tie_group]
 
 
 def install_extensions() -> None:
@@ -247,7 +167,7 @@ class TrfSimilarity(TrainablePipe):
         if trf_data is None or "last_hidden_state" not in trf_data.model_output:
             return None
         hidden = torch.from_numpy(_to_numpy(trf_data.model_output.last_hidden_state).astype("f", copy=False))
-        return _cosine(*self.pool_pair(doc, trf_data, hidden))
+        return vector_cosine(*self.pool_pair(doc, trf_data, hidden))
 
     def pool_pair(self, doc: Doc, trf_data: TransformerData, hidden: torch.Tensor) -> torch.Tensor:
         """(2, width): each sentence of a pair doc pooled from its own sequence, as `_pool` pools
@@ -317,7 +237,7 @@ class TrfSimilarity(TrainablePipe):
             if pair_similarity is not None:
                 doc._.trf_pair_similarity = pair_similarity
             doc.tensor = token_vectors
-            doc._.trf_vector = _l2(doc_vector) if self.normalize else doc_vector
+            doc._.trf_vector = l2(doc_vector) if self.normalize else doc_vector
             doc._.trf_token_has_vector = has_vector
             doc._.trf_vector_config = {"pooling": self.pooling, "normalize": self.normalize}
             restore_vector_hooks(doc)
@@ -411,72 +331,3 @@ class TrfSimilarity(TrainablePipe):
     def from_bytes(self, data: bytes, *, exclude: Iterable[str] = tuple()) -> "TrfSimilarity":
         self.cfg.update(srsly.msgpack_loads(data)["cfg"])
         return self
-
-
-def _l2(vector: numpy.ndarray) -> numpy.ndarray:
-    norm = float(numpy.linalg.norm(vector))
-    return vector / norm if norm > 0 else vector
-
-
-def restore_vector_hooks(doc: Doc) -> Doc:
-    """(Re)install the vector and similarity hooks from what trf_similarity stored in `doc._`.
-
-    Doc.to_bytes / DocBin keep `doc.tensor` and the `doc._` values but drop `doc.user_hooks`
-    (spaCy warning W109), so a deserialized doc's `.vector` would silently become the mean of
-    doc.tensor. Call it on docs restored with Doc.from_bytes or DocBin, and on the docs of
-    `nlp.pipe(..., n_process=N)` (which come back from the workers as bytes):
-    `docs = map(restore_vector_hooks, nlp.pipe(texts, n_process=2))`. Docs trf_similarity
-    never saw are left alone.
-    """
-    cfg = doc._.get("trf_vector_config") if doc.has_extension("trf_vector_config") else None
-    if cfg is None or doc._.trf_vector is None or doc._.trf_token_has_vector is None:
-        return doc
-    norm = bool(cfg.get("normalize", True))
-    doc.user_hooks["vector"] = _doc_vector
-    doc.user_hooks["has_vector"] = _doc_has_vector
-    doc.user_hooks["similarity"] = _similarity
-    doc.user_span_hooks["vector"] = partial(_span_vector, pooling=cfg.get("pooling", "mean"), normalize=norm)
-    doc.user_span_hooks["has_vector"] = _span_has_vector
-    doc.user_span_hooks["similarity"] = _similarity
-    doc.user_token_hooks["vector"] = partial(_token_vector, normalize=norm)
-    doc.user_token_hooks["has_vector"] = _token_has_vector
-    doc.user_token_hooks["similarity"] = _similarity
-    return doc
-
-
-# User hooks are module-level functions (picklable) reading what set_annotations stored.
-def _doc_vector(doc: Doc) -> numpy.ndarray:
-    return doc._.trf_vector
-
-
-def _doc_has_vector(doc: Doc) -> bool:
-    return doc._.trf_vector is not None and bool(numpy.any(doc._.trf_vector))
-
-
-def _span_vector(span, pooling: str, normalize: bool) -> numpy.ndarray:
-    doc = span.doc
-    has = doc._.trf_token_has_vector[span.start : span.end]
-    vectors = doc.tensor[span.start : span.end][has]
-    if len(vectors) == 0:
-        return numpy.zeros((doc.tensor.shape[1],), "f")
-    vector = vectors.max(axis=0) if pooling == "max" else vectors.mean(axis=0)
-    return _l2(vector) if normalize else vector
-
-
-def _span_has_vector(span) -> bool:
-    return bool(span.doc._.trf_token_has_vector[span.start : span.end].any())
-
-
-def _token_vector(token, normalize: bool) -> numpy.ndarray:
-    vector = token.doc.tensor[token.i]
-    return _l2(vector) if normalize else vector
-
-
-def _token_has_vector(token) -> bool:
-    return bool(token.doc._.trf_token_has_vector[token.i])
-
-
-def _similarity(obj, other) -> float:
-    a, b = obj.vector, other.vector
-    norm = float(numpy.linalg.norm(a) * numpy.linalg.norm(b))
-    return float(numpy.dot(a, b) / norm) if norm > 0 else 0.0

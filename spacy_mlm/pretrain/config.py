@@ -6,11 +6,14 @@ import math
 from pathlib import Path
 from typing import Any, Dict, Iterable, Optional, Tuple, Union
 
-from spacy.util import dict_to_dot, dot_to_object
+from spacy.util import dict_to_dot, dot_to_object, registry
 from thinc.api import Config, ConfigValidationError
 
 from ..errors import SpacyMlmError
-from ..registry import import_registered, registry
+
+# Imported for the functions they register (`spacy_mlm.Corpus.v1`, `spacy_mlm.TokenMasking.v1`, ...), which
+# configs name: they resolve without the package's entry points too (a source checkout, a stale install).
+from ..mlm_data import corpus, masking  # noqa: F401
 
 # The sections without a registered function, with every key they accept.
 PLAIN_SECTIONS: Dict[str, Dict[str, Any]] = {
@@ -76,7 +79,6 @@ def check_overrides(cfg: Config, overrides: Dict[str, Any]) -> None:
 
 def check_keys(cfg: Config) -> None:
     """Check section and key names against the schema and the registered functions' arguments."""
-    import_registered()
     for section in cfg:
         if section not in SECTIONS and section.split(".")[0] not in SECTIONS:
             raise SpacyMlmError(f"Unknown config section [{section}].{_closest(section, SECTIONS)}")
@@ -188,5 +190,4 @@ def load_config(path: Union[str, Path], overrides: Optional[Dict[str, Any]] = No
 
 def resolve(cfg: Config) -> Dict[str, Any]:
     """Build the registered objects (corpus readers, masking function)."""
-    import_registered()
     return registry.resolve(cfg, validate=True)

@@ -10,29 +10,30 @@ Crash safety: every file and directory the loop writes (run.json, metrics.jsonl 
 checkpoints, final/) is written under a temporary name and renamed into place, so a SIGKILL,
 a full disk or a read-only directory leaves the previous complete checkpoint, and --resume
 starts from the newest complete one (see checkpoint.py and rundir.py).
+Where it runs (processes, device, precision): device.py; the optimizer and its schedule: optim.py.
 """
 
 import json
 import math
-import os
 import time
 from contextlib import nullcontext
 from itertools import islice
 from pathlib import Path
-from typing import Any, Callable, Dict, Iterable, List, Optional, Set, Tuple, Union
+from typing import Any, Callable, Dict, Iterable, List, Optional, Tuple, Union
 
 import torch
 import torch.nn.functional as F
 
 from ..errors import SpacyMlmError
 from ..mlm import check_checkpoint
+from ..mlm_data.corpus import holdout
+from ..mlm_data.masking import IGNORE_INDEX, Masker
+from ..mlm_data.packing import Packer, Sequence_, collate
 from .checkpoint import CHECKPOINTS, latest_checkpoint, load_checkpoint, save_checkpoint, save_final
 from .config import load_config, resolve
-from .corpus import holdout
-from .masking import IGNORE_INDEX, Masker
+from .device import barrier, init_processes, make_autocast, resolve_precision, wrap
 from .model import SparseMLM, load_mlm_model
 from .optim import encoder_trainable, make_optimizer, make_scheduler
-from .packing import Packer, Sequence_, collate
 from .rundir import append_jsonl, prepare_output_dir, record_settings, truncate_metrics
 
 Batch = Dict[str, torch.Tensor]  # input_ids (masked), attention_mask, labels (-100: not predicted)
@@ -60,12 +61,12 @@ def pretrain(
 
 
 def train(cfg, out: Path, *, resume: bool = False, force: bool = False, on_step=None, inputs=()) -> Path:
-    T, S, log = cfg["training"], cfg["system"], cfg["logging"]
-    world, rank, device = init_processes(S["gpu_id"])
+    train_cfg, system_cfg, log_cfg = cfg["training"], cfg["system"], cfg["logging"]
+    world, rank, device = init_processes(system_cfg["gpu_id"])
     main = rank == 0
-    if S["threads"]:
-        torch.set_num_threads(S["threads"])
-    torch.manual_seed(S["seed"])
+    if system_cfg["threads"]:
+        torch.set_num_threads(system_cfg["threads"])
+    torch.manual_seed(system_cfg["seed"])
 
     # ---- output directory: refuse to mix two runs, to touch an input or to discard a finished run
     # (a missing or damaged base model is named first)
@@ -76,31 +77,33 @@ def train(cfg, out: Path, *, resume: bool = False, force: bool = False, on_step=
 
     # ---- model, data, masking, optimizer
     objs = resolve(cfg)
-    M = cfg["model"]
-    model, tokenizer = load_mlm_model(M["name"], M["tokenizer"], M["dropout"], M["attn_implementation"])
+    model_cfg = cfg["model"]
+    model, tokenizer = load_mlm_model(model_cfg["name"], model_cfg["tokenizer"], model_cfg["dropout"],
+                                      model_cfg["attn_implementation"])
     masker: Masker = objs["masking"]
-    seqs_per_step, per_micro = batch_sizes(T, world, getattr(model.config, "max_position_embeddings", None))
+    seqs_per_step, per_micro = batch_sizes(train_cfg, world, getattr(model.config, "max_position_embeddings", None))
     train_data, dev_data = make_packers(cfg, objs["corpus"], tokenizer, masker, out)
     if main and train_data.cache_dir is not None:  # tokenize once; the other processes wait, then read it
         cache, built = train_data.build_cache()
         if not built:
             print(f"Reusing the tokenized training corpus in {cache}", flush=True)
     barrier(world)
-    eval_batches = make_eval_batches(dev_data, T["eval_sequences"], per_micro, masker, tokenizer, S["seed"])
-    if M["head_only"]:  # the encoder never trains: it is left out of the optimizer
+    eval_batches = make_eval_batches(dev_data, train_cfg["eval_sequences"], per_micro, masker, tokenizer,
+                                     system_cfg["seed"])
+    if model_cfg["head_only"]:  # the encoder never trains: it is left out of the optimizer
         encoder_trainable(model, False)
     # Head warm-up: the first head_warmup_steps train only the MLM head (a fresh head on a
     # pretrained encoder would otherwise send it large, random gradients), then the whole model.
-    head_warmup = 0 if M["head_only"] else T["head_warmup_steps"]
+    head_warmup = 0 if model_cfg["head_only"] else train_cfg["head_warmup_steps"]
     model.to(device)
     model.train()
-    adamw = T["adamw"] if T["adamw"] != "auto" else ("fused" if device.type == "cuda" else "foreach")
-    optimizer = make_optimizer(model, T, adamw, by_part=head_warmup > 0)
-    scheduler = make_scheduler(optimizer, T, head_warmup)
-    precision = resolve_precision(T["precision"], device)
+    adamw = train_cfg["adamw"] if train_cfg["adamw"] != "auto" else ("fused" if device.type == "cuda" else "foreach")
+    optimizer = make_optimizer(model, train_cfg, adamw, by_part=head_warmup > 0)
+    scheduler = make_scheduler(optimizer, train_cfg, head_warmup)
+    precision = resolve_precision(train_cfg["precision"], device)
     autocast = make_autocast(precision, device)
     scaler = torch.amp.GradScaler("cuda", enabled=precision == "fp16")
-    mask_gen = torch.Generator().manual_seed(S["seed"])
+    mask_gen = torch.Generator().manual_seed(system_cfg["seed"])
 
     # ---- resume: weights, optimizer, scheduler, RNG and data position
     state = {"step": 0, "sequences": 0, "tokens": 0}
@@ -109,11 +112,11 @@ def train(cfg, out: Path, *, resume: bool = False, force: bool = False, on_step=
         state = load_checkpoint(last_checkpoint, model, optimizer, scheduler, scaler, mask_gen)
     # What the "auto" settings became on this machine: printed, and kept in run.json.
     settings = {"precision": precision, "attn_implementation": model.config._attn_implementation, "adamw": adamw,
-                "compile": T["compile"], "device": str(device), "threads": torch.get_num_threads()}
+                "compile": train_cfg["compile"], "device": str(device), "threads": torch.get_num_threads()}
     if main:
         record_settings(out, settings)
         print("Settings: " + ", ".join(f"{k} = {v}" for k, v in settings.items()), flush=True)
-    metrics_path = out / log["metrics_file"]
+    metrics_path = out / log_cfg["metrics_file"]
     if resume and main:
         # Also without a checkpoint: the killed run's log lines would otherwise be doubled.
         truncate_metrics(metrics_path, state["step"])
@@ -124,17 +127,17 @@ def train(cfg, out: Path, *, resume: bool = False, force: bool = False, on_step=
 
     if state["step"] < head_warmup:
         encoder_trainable(model, False)
-    net = wrap(model, T["compile"], world, device)
+    net = wrap(model, train_cfg["compile"], world, device)
 
     # ---- the loop
     stream = train_data.stream(skip=state["sequences"])
-    step, max_steps, accum = state["step"], T["max_steps"], T["grad_accum"]
-    progress = make_progress(max_steps, step, enabled=main and log["progress_bar"])
+    step, max_steps, accum = state["step"], train_cfg["max_steps"], train_cfg["grad_accum"]
+    progress = make_progress(max_steps, step, enabled=main and log_cfg["progress_bar"])
     t0, tokens_t0 = time.perf_counter(), state["tokens"]
     while step < max_steps:
         if head_warmup and step == head_warmup:  # the head is warm: the whole model trains from here
             encoder_trainable(model, True)
-            net = wrap(model, T["compile"], world, device)  # DDP syncs the parameters it was built with
+            net = wrap(model, train_cfg["compile"], world, device)  # DDP syncs the parameters it was built with
             if main:
                 print(f"Head warm-up done after {step} steps: training the whole model", flush=True)
         # Global batch, masked identically on every process; this process keeps its rows.
@@ -162,7 +165,7 @@ def train(cfg, out: Path, *, resume: bool = False, force: bool = False, on_step=
                 "or use fp32/bf16, then --resume."
             )
         scaler.unscale_(optimizer)
-        grad_norm = torch.nn.utils.clip_grad_norm_(model.parameters(), T["max_grad_norm"])
+        grad_norm = torch.nn.utils.clip_grad_norm_(model.parameters(), train_cfg["max_grad_norm"])
         scaler.step(optimizer)
         scaler.update()
         scheduler.step()
@@ -176,21 +179,21 @@ def train(cfg, out: Path, *, resume: bool = False, force: bool = False, on_step=
         record = {"step": step, "loss": loss_value, "lr": max(scheduler.get_last_lr()),  # the head's in a warm-up
                   "grad_norm": float(grad_norm), "tokens": state["tokens"],
                   "tokens_per_s": (state["tokens"] - tokens_t0) / max(elapsed, 1e-9)}
-        if main and (step % log["log_frequency"] == 0 or step == max_steps):
+        if main and (step % log_cfg["log_frequency"] == 0 or step == max_steps):
             append_jsonl(metrics_path, record)
         if progress is not None:
             progress.update(1)
             progress.set_postfix(loss=f"{loss_value:.3f}", tok_s=f"{record['tokens_per_s']:.0f}")
-        if T["eval_frequency"] and (step % T["eval_frequency"] == 0 or step == max_steps):
+        if train_cfg["eval_frequency"] and (step % train_cfg["eval_frequency"] == 0 or step == max_steps):
             if main:
                 record_eval = {"step": step, **evaluate(model, eval_batches, device, autocast)}
                 append_jsonl(metrics_path, record_eval)
                 record.update(record_eval)
             barrier(world)
-        if T["checkpoint_frequency"] and step % T["checkpoint_frequency"] == 0 and step < max_steps:
+        if train_cfg["checkpoint_frequency"] and step % train_cfg["checkpoint_frequency"] == 0 and step < max_steps:
             if main:
                 save_checkpoint(out, state, model, tokenizer, optimizer, scheduler, scaler, mask_gen,
-                                cfg.to_str(), keep=T["keep_checkpoints"])
+                                cfg.to_str(), keep=train_cfg["keep_checkpoints"])
             barrier(world)
         if on_step is not None:
             on_step(step, record)
@@ -265,49 +268,19 @@ def evaluate(model, batches: Iterable[Batch], device: torch.device, autocast) ->
 # ---------------------------------------------------------------------------- set-up
 
 
-def wrap(model: torch.nn.Module, compile_: bool, world: int, device: torch.device) -> torch.nn.Module:
-    """The module the step calls: sparse MLM, compiled, under DDP as the settings say."""
-    net: torch.nn.Module = SparseMLM(model)
-    if compile_:
-        net = torch.compile(net)
-    if world > 1:
-        net = torch.nn.parallel.DistributedDataParallel(net, device_ids=[device.index] if device.type == "cuda" else None)
-    return net
-
-
-def init_processes(gpu_id: int) -> Tuple[int, int, torch.device]:
-    """(world size, rank, device); torchrun sets WORLD_SIZE/RANK/LOCAL_RANK."""
-    world, rank = int(os.environ.get("WORLD_SIZE", 1)), int(os.environ.get("RANK", 0))
-    local_rank = int(os.environ.get("LOCAL_RANK", 0))
-    use_cuda = gpu_id >= 0
-    if use_cuda and not torch.cuda.is_available():
-        raise SpacyMlmError(f"gpu_id = {gpu_id} but CUDA is not available: use --gpu-id -1 for CPU.")
-    device = torch.device(f"cuda:{local_rank if world > 1 else gpu_id}") if use_cuda else torch.device("cpu")
-    if world > 1 and not torch.distributed.is_initialized():
-        if use_cuda:
-            torch.cuda.set_device(device)
-        torch.distributed.init_process_group("nccl" if use_cuda else "gloo")
-    return world, rank, device
-
-
-def barrier(world: int) -> None:
-    if world > 1:
-        torch.distributed.barrier()
-
-
-def batch_sizes(T: Dict[str, Any], world: int, max_positions: Optional[int]) -> Tuple[int, int]:
+def batch_sizes(train_cfg: Dict[str, Any], world: int, max_positions: Optional[int]) -> Tuple[int, int]:
     """(sequences per step, sequences per micro-batch and process), checked."""
-    seq_length = T["seq_length"]
+    seq_length = train_cfg["seq_length"]
     if max_positions is not None and seq_length > max_positions:
         raise SpacyMlmError(
             f"[training] seq_length = {seq_length} exceeds the model's max_position_embeddings ({max_positions})."
         )
-    seqs_per_step = T["batch_tokens"] // seq_length
-    per_micro, rest = divmod(seqs_per_step, T["grad_accum"] * world)
+    seqs_per_step = train_cfg["batch_tokens"] // seq_length
+    per_micro, rest = divmod(seqs_per_step, train_cfg["grad_accum"] * world)
     if per_micro < 1 or rest:
         raise SpacyMlmError(
             f"batch_tokens // seq_length = {seqs_per_step} sequences per step must be a positive multiple of "
-            f"grad_accum x processes = {T['grad_accum']} x {world}."
+            f"grad_accum x processes = {train_cfg['grad_accum']} x {world}."
         )
     return seqs_per_step, per_micro
 
@@ -316,55 +289,22 @@ def make_packers(cfg, corpora: Dict[str, Any], tokenizer, masker: Masker, out: P
     """Training and dev packers; without a dev corpus, every holdout_every-th training doc is held out.
     The training corpus is tokenized once into [corpus] cache_dir (default: .spacy-mlm-cache beside
     OUTPUT_DIR); the dev corpus streams (only its first eval_sequences are read)."""
-    C, seed, seq_length = cfg["corpus"], cfg["system"]["seed"], cfg["training"]["seq_length"]
+    corpus_cfg, seed, seq_length = cfg["corpus"], cfg["system"]["seed"], cfg["training"]["seq_length"]
     train_corpus, dev_corpus = corpora["train"], corpora["dev"]
     held_out = dev_corpus is None
     if held_out:
-        dev_corpus = holdout(train_corpus, C["holdout_every"], keep_heldout=True)
-        train_corpus = holdout(train_corpus, C["holdout_every"], keep_heldout=False)
-    pack = dict(word_boundaries=masker.word_boundaries, word_lang=masker.word_lang, tokenize_batch=C["tokenize_batch"])
-    cache_dir = (Path(C["cache_dir"]) if C["cache_dir"] else out.parent / ".spacy-mlm-cache") if C["cache"] else None
-    corpus_key = json.dumps({"reader": cfg["corpus"]["train"], "holdout_every": C["holdout_every"] if held_out else None},
-                            sort_keys=True)
-    train_data = Packer(train_corpus, tokenizer, seq_length, shuffle_buffer=C["shuffle_buffer"], seed=seed,
+        dev_corpus = holdout(train_corpus, corpus_cfg["holdout_every"], keep_heldout=True)
+        train_corpus = holdout(train_corpus, corpus_cfg["holdout_every"], keep_heldout=False)
+    pack = dict(word_boundaries=masker.word_boundaries, word_lang=masker.word_lang,
+                tokenize_batch=corpus_cfg["tokenize_batch"])
+    cache_dir = None
+    if corpus_cfg["cache"]:
+        cache_dir = Path(corpus_cfg["cache_dir"]) if corpus_cfg["cache_dir"] else out.parent / ".spacy-mlm-cache"
+    corpus_key = json.dumps({"reader": corpus_cfg["train"],
+                             "holdout_every": corpus_cfg["holdout_every"] if held_out else None}, sort_keys=True)
+    train_data = Packer(train_corpus, tokenizer, seq_length, shuffle_buffer=corpus_cfg["shuffle_buffer"], seed=seed,
                         name="training corpus", cache_dir=cache_dir, corpus_key=corpus_key, **pack)
     return train_data, Packer(dev_corpus, tokenizer, seq_length, name=HELD_OUT if held_out else "dev corpus", **pack)
-
-
-def cpu_flags() -> Set[str]:
-    """The CPU's feature flags from /proc/cpuinfo (empty where there is none, e.g. macOS)."""
-    try:
-        text = Path("/proc/cpuinfo").read_text()
-    except OSError:
-        return set()
-    line = next((line for line in text.splitlines() if line.startswith("flags")), "")
-    return set(line.split(":", 1)[-1].split())
-
-
-def native_bf16(device: torch.device) -> bool:
-    """Does the hardware multiply bf16 matrices natively? Elsewhere torch emulates bf16, which on
-    an AVX2 CPU is ~100x slower than fp32."""
-    if device.type == "cuda":
-        return torch.cuda.is_bf16_supported()
-    # torch's own kernel level too: ATEN_CPU_CAPABILITY=avx2 makes an AVX512-BF16 CPU run as an AVX2 one.
-    avx512 = torch.backends.cpu.get_cpu_capability().startswith(("AVX512", "AMX"))
-    return avx512 and bool({"avx512_bf16", "amx_bf16"} & cpu_flags())
-
-
-def resolve_precision(precision: str, device: torch.device) -> str:
-    """[training] precision, with "auto" resolved: bf16 where the hardware runs it natively, else fp32."""
-    if precision != "auto":
-        return precision
-    return "bf16" if native_bf16(device) else "fp32"
-
-
-def make_autocast(precision: str, device: torch.device):
-    if precision == "fp32":
-        return nullcontext()
-    if precision == "fp16" and device.type != "cuda":
-        raise SpacyMlmError("precision = fp16 needs a GPU (--gpu-id 0); on CPU use bf16 or fp32.")
-    dtype = torch.bfloat16 if precision == "bf16" else torch.float16
-    return torch.autocast(device.type, dtype=dtype)
 
 
 def make_progress(total: int, initial: int, enabled: bool):

@@ -19,7 +19,7 @@ def encoder_trainable(model: torch.nn.Module, trainable: bool) -> None:
         p.requires_grad_(trainable)
 
 
-def make_optimizer(model: torch.nn.Module, T: Dict[str, Any], kernel: str = "foreach",
+def make_optimizer(model: torch.nn.Module, train_cfg: Dict[str, Any], kernel: str = "foreach",
                    by_part: bool = False) -> torch.optim.Optimizer:
     """AdamW over the trainable parameters; biases and LayerNorm weights get no weight decay.
     kernel: fused (one kernel for all parameters), foreach (a few batched ops per group) or
@@ -32,15 +32,16 @@ def make_optimizer(model: torch.nn.Module, T: Dict[str, Any], kernel: str = "for
         mine = [(n, p) for n, p in params if part == "all" or n.startswith(prefix) == (part == "encoder")]
         no_decay = [p for n, p in mine if p.ndim < 2 or "norm" in n.lower()]
         decay = [p for n, p in mine if not (p.ndim < 2 or "norm" in n.lower())]
-        groups += [{"params": decay, "weight_decay": T["weight_decay"], "part": part},
+        groups += [{"params": decay, "weight_decay": train_cfg["weight_decay"], "part": part},
                    {"params": no_decay, "weight_decay": 0.0, "part": part}]
     return torch.optim.AdamW(
-        [g for g in groups if g["params"]], lr=T["learning_rate"], betas=(T["beta1"], T["beta2"]), eps=T["eps"],
+        [g for g in groups if g["params"]], lr=train_cfg["learning_rate"],
+        betas=(train_cfg["beta1"], train_cfg["beta2"]), eps=train_cfg["eps"],
         **ADAMW_KERNELS[kernel],
     )
 
 
-def make_scheduler(optimizer: torch.optim.Optimizer, T: Dict[str, Any], head_warmup: int = 0):
+def make_scheduler(optimizer: torch.optim.Optimizer, train_cfg: Dict[str, Any], head_warmup: int = 0):
     """The learning-rate schedule: [training] schedule with warmup_steps over max_steps; with a
     head warm-up of `head_warmup` steps, that schedule runs over the steps after it."""
     from transformers import (
@@ -49,9 +50,9 @@ def make_scheduler(optimizer: torch.optim.Optimizer, T: Dict[str, Any], head_war
         get_linear_schedule_with_warmup,
     )
 
-    schedule, warmup, max_steps = T["schedule"], T["warmup_steps"], T["max_steps"]
+    schedule, warmup, max_steps = train_cfg["schedule"], train_cfg["warmup_steps"], train_cfg["max_steps"]
     if head_warmup:
-        return phased_scheduler(optimizer, T, head_warmup)
+        return phased_scheduler(optimizer, train_cfg, head_warmup)
     if schedule == "constant":
         return get_constant_schedule_with_warmup(optimizer, warmup)
     make = get_cosine_schedule_with_warmup if schedule == "cosine" else get_linear_schedule_with_warmup
@@ -71,11 +72,11 @@ def schedule_factor(schedule: str, step: int, warmup: int, total: int) -> float:
     return max(0.0, (total - step) / max(1, total - warmup))
 
 
-def phased_scheduler(optimizer: torch.optim.Optimizer, T: Dict[str, Any], head_warmup: int):
+def phased_scheduler(optimizer: torch.optim.Optimizer, train_cfg: Dict[str, Any], head_warmup: int):
     """Steps < head_warmup: the head at head_warmup_lr, the encoder at 0 (frozen); after: both on
     the configured schedule, restarted at step head_warmup over the remaining steps."""
-    schedule, warmup, rest = T["schedule"], T["warmup_steps"], T["max_steps"] - head_warmup
-    head_ratio = T["head_warmup_lr"] / T["learning_rate"]
+    schedule, warmup, rest = train_cfg["schedule"], train_cfg["warmup_steps"], train_cfg["max_steps"] - head_warmup
+    head_ratio = train_cfg["head_warmup_lr"] / train_cfg["learning_rate"]
 
     def factor(part: str) -> Callable[[int], float]:
         def f(step: int) -> float:

@@ -7,7 +7,7 @@ from typing import Iterable, Iterator, List, Optional, Union
 from tokenizers import Regex, Tokenizer, decoders, models, normalizers, pre_tokenizers, processors, trainers
 
 from ..errors import SpacyMlmError
-from .corpus import corpus_of, read_file
+from ..mlm_data.corpus import corpus_of, read_file
 
 WORDPIECE_SPECIALS = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"]
 BPE_SPECIALS = ["<s>", "<pad>", "</s>", "<unk>", "<mask>"]

@@ -1,4 +1,4 @@
-"""One reader per annotated data format (text corpora for pretraining: spacy_mlm.pretrain.corpus)."""
+"""One reader per annotated data format (text corpora for pretraining: spacy_mlm.mlm_data.corpus)."""
 
 from .conll import iob_to_iob2, read_conll_ner, read_conll_sentences
 from .parallel_labels import read_label_mapping, read_parallel_examples, read_parallel_textcat

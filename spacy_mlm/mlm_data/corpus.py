@@ -3,16 +3,16 @@
 A reader is a callable returning a fresh iterator of texts (one call per epoch).
 Formats: plain text (one doc per line, or blank-line separated paragraphs), JSONL with a
 `text` field (as `spacy pretrain` reads), and `.spacy` DocBin files. The `pretrain`, `score`
-and `tokenizer` commands all read their text through these readers.
+and `tokenizer` commands and fill_mask's `replay_text` all read their text through these readers.
 """
 
 from pathlib import Path
 from typing import Callable, Iterator, List, Optional, Union
 
 import srsly
+from spacy.util import registry
 
 from ..errors import SpacyMlmError
-from ..registry import registry
 
 ENCODING_ERRORS = ("strict", "replace")
 

@@ -9,9 +9,9 @@ the same masks.
 from typing import Optional, Tuple
 
 import torch
+from spacy.util import registry
 
 from ..errors import SpacyMlmError
-from ..registry import registry
 
 IGNORE_INDEX = -100
 WORD_BOUNDARIES = ("whitespace", "spacy")
