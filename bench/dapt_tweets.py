@@ -59,7 +59,7 @@ def pretrain(args) -> Path:
     resume = ["--resume"] if (out / "run.json").exists() else []
     start = time.perf_counter()
     subprocess.run(cli + ["pretrain", str(config), str(out), "--paths.train", str(args.work / "tweets.txt"),
-                          "--logging.progress_bar", "false", *extra, *resume], check=True)
+                          "--gpu-id", str(args.gpu_id), "--logging.progress_bar", "false", *extra, *resume], check=True)
     rows = [json.loads(x) for x in (out / "metrics.jsonl").read_text().splitlines()]
     evals = [{k: r[k] for k in ("step", "eval_loss", "eval_accuracy")} for r in rows if "eval_loss" in r]
     last = [r for r in rows if "loss" in r][-1]
@@ -183,7 +183,7 @@ def main(argv=None) -> None:
     parser.add_argument("--epochs", type=int, default=3)
     parser.add_argument("--lr", type=float, default=1e-4)
     parser.add_argument("--batch-size", type=int, default=16)
-    parser.add_argument("--gpu-id", type=int, default=-1)
+    parser.add_argument("--gpu-id", type=int, default=-1, help="pretrain and finetune: the GPU (-1: CPU)")
     args = parser.parse_args(argv)
     if args.step == "corpus":
         build_corpus(data_dir(args.data_dir), args.work)
