@@ -1,5 +1,5 @@
 """`spacy-mlm init-config KIND OUTPUT`: a complete config from the defaults that ship with the
-package (spacy_mlm/configs/*.cfg, package data; the repo's configs/ holds identical copies).
+package (spacy_mlm/configs/*.cfg, package data; the repo's configs/ is a link to that folder).
 
 Like `spacy init config`, the written config is filled: every setting the training code reads
 is in it, with its default. Training configs are filled by spaCy itself (building the pipeline
