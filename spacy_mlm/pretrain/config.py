@@ -162,10 +162,14 @@ def load_config(path: Union[str, Path], overrides: Optional[Dict[str, Any]] = No
     if not raw:
         raise SpacyMlmError(f"{path} holds no config sections: it is empty. Write a config with "
                             f"`spacy-mlm init-config pretrain {path}`.")
+    if "nlp" in raw and "components" in raw:
+        raise SpacyMlmError(f"{path} is a spaCy training config ([nlp], [components]), not a pretraining config: "
+                            f"train it with `python -m spacy train {path}`, or write a pretraining config with "
+                            "`spacy-mlm init-config pretrain FILE`.")
     try:
-        check_overrides(raw, overrides)
         check_keys(raw)
-    except SpacyMlmError as e:  # a spaCy training config, an old or edited config: name the file
+        check_overrides(raw, overrides)
+    except SpacyMlmError as e:  # an old or edited config: name the file
         raise SpacyMlmError(f"{path}: {e}") from None
     cfg = read_config(path, overrides=overrides, interpolate=True)
     for section, defaults in PLAIN_SECTIONS.items():
