@@ -224,6 +224,12 @@ INPUT_CASES = {
 }
 
 
+# What a directory case spoils: the culprit the message must name is that file, not only the directory.
+SPOILT = {"binary": "key", "damaged": "key", "unreadable": "key", "latin1": "text"}
+# Cases whose message must also say what is wrong with the culprit (one of these, in any case).
+SAYS = {"missing": ("does not exist", "not found", "no such"), "unreadable": ("permission denied", "not readable")}
+
+
 # ------------------------------------------------------------------------------------ outputs
 
 
@@ -357,6 +363,9 @@ def test_bad_input(tmp_path, capsys, shared, name, case):
         out = culprit = OUTPUT_CASES[case](w, source, command.writes)
     else:
         source = culprit = INPUT_CASES[case][0](w, command.reads)
+        fmt = FORMATS[command.reads]
+        if fmt.directory and case in SPOILT:
+            culprit = source / getattr(fmt, SPOILT[case])
         out = output_path(w, command.writes)
     args = command.argv(w, source, out)
     before = digest(tmp_path)
@@ -372,6 +381,7 @@ def test_bad_input(tmp_path, capsys, shared, name, case):
     else:
         assert code not in (0, None), shown
         assert str(culprit) in err, shown
+        assert case not in SAYS or any(words in err.lower() for words in SAYS[case]), shown
         assert len(err) < MAX_MESSAGE, f"a message of {len(err):,} characters:\n{err[:2000]}"
     changed = sorted(path for path in before if after.get(path) != before[path])
     assert not changed, f"changed or removed: {changed}\n{shown}"
