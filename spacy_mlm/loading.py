@@ -32,6 +32,9 @@ def load_pipeline(model: str):
     from thinc.api import ConfigValidationError
 
     path = Path(model)
+    if path.exists() and not path.is_dir():
+        raise SpacyMlmError(f"{model} is a file, not a spaCy pipeline: pass the pipeline's directory (with config.cfg), "
+                            "written by nlp.to_disk() or `spacy train`, or an installed pipeline package.")
     if path.exists() and not (path / "config.cfg").is_file():
         hf = (" It is an HF checkpoint (config.json): add it to a pipeline as the transformer's `name` and save "
               "that pipeline." if (path / "config.json").is_file() else "")

@@ -56,6 +56,7 @@ def check_checkpoint(checkpoint: Union[str, Path], role: str = "Checkpoint", als
     local = Path(name).expanduser()
     if (name.startswith((".", "/", "~")) or local.exists()) and not (local / "config.json").is_file():
         why = ("(the directory does not exist)" if not local.exists()
+               else "(it is a file, not a directory)" if not local.is_dir()
                else "(no config.json): the directory exists, but it has no config.json")
         raise SpacyMlmError(
             f"{role} {name!r} is not an HF checkpoint {why}. Pass a directory written by save_pretrained() "

@@ -227,7 +227,8 @@ INPUT_CASES = {
 # What a directory case spoils: the culprit the message must name is that file, not only the directory.
 SPOILT = {"binary": "key", "damaged": "key", "unreadable": "key", "latin1": "text"}
 # Cases whose message must also say what is wrong with the culprit (one of these, in any case).
-SAYS = {"missing": ("does not exist", "not found", "no such"), "unreadable": ("permission denied", "not readable")}
+SAYS = {"missing": ("does not exist", "not found", "no such"), "unreadable": ("permission denied", "not readable"),
+        "wrong-kind": ("is a directory", "corpus directory", "is a file", "not a directory")}
 
 
 # ------------------------------------------------------------------------------------ outputs
