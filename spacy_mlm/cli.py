@@ -55,7 +55,8 @@ def fill_mask_command(model: str, text: str, top_k: Optional[int]) -> None:
 @click.option("--lowercase", is_flag=True, help="Lowercase text before tokenizing.")
 @click.option("--force", is_flag=True, help=f"Write into a non-empty OUTPUT_DIR that is not a tokenizer {WROTE}.")
 def tokenizer_command(corpus, output_dir: str, vocab_size: int, kind: str, lowercase: bool, force: bool) -> None:
-    """Train a tokenizer on CORPUS files (plain text or JSONL) and save it to OUTPUT_DIR.
+    """Train a tokenizer on CORPUS files (plain text or JSONL) and save it to OUTPUT_DIR. Runs of
+    more than 100 characters without a space (base64, minified code) are left out of training.
 
     OUTPUT_DIR must be new, empty or an earlier output of this command; never a model's directory.
     """
@@ -63,7 +64,8 @@ def tokenizer_command(corpus, output_dir: str, vocab_size: int, kind: str, lower
     from .safe_output import check_output, write_output
 
     output = check_output(output_dir, corpus, command="spacy-mlm tokenizer", force=force, conflict=model_in)
-    tok = build_tokenizer(iter_corpus_lines(corpus), vocab_size=vocab_size, kind=kind, lowercase=lowercase)
+    tok = build_tokenizer(iter_corpus_lines(corpus), vocab_size=vocab_size, kind=kind, lowercase=lowercase,
+                          source=", ".join(corpus))
     write_output(output, lambda tmp: tok.save_pretrained(str(tmp)), "the tokenizer")
     click.echo(f"Saved a {kind} tokenizer ({len(tok)} entries) to {output_dir}")
 
@@ -142,7 +144,7 @@ def score_command(model: str, corpus, batch_size: int, max_docs: Optional[int], 
     from .pretrain.score import gpu_device, pseudo_perplexity
 
     texts = chain.from_iterable(any_corpus(path, max_docs=max_docs)() for path in corpus)
-    result = pseudo_perplexity(model, texts, batch_size=batch_size, device=gpu_device(gpu_id))
+    result = pseudo_perplexity(model, texts, batch_size=batch_size, device=gpu_device(gpu_id), source=", ".join(corpus))
     click.echo(f"texts: {result['texts']}")
     click.echo(f"tokens: {result['tokens']}")
     if result["windowed_texts"]:

@@ -9,6 +9,7 @@ functions' signatures after a check of every section and key.
 
 import sys
 from importlib.resources import files
+from pathlib import Path
 from typing import Optional
 
 import click
@@ -60,13 +61,16 @@ def default_config_text(kind: str) -> str:
 
 def max_positions(base_model: str) -> Optional[int]:
     """The checkpoint's max_position_embeddings (local dir or hub name); None if it cannot be read."""
-    from pathlib import Path
-
     import srsly
 
     config_file = Path(base_model) / "config.json"
     if config_file.is_file():
-        return srsly.read_json(config_file).get("max_position_embeddings")
+        try:
+            config = srsly.read_json(config_file)
+        except (OSError, ValueError) as e:  # not UTF-8, not JSON, unreadable
+            raise SpacyMlmError(f"{config_file} is not a readable JSON file ({type(e).__name__}: "
+                                f"{str(e)[:200]}): copy or download the checkpoint again.") from None
+        return config.get("max_position_embeddings") if isinstance(config, dict) else None
     try:
         from transformers import AutoConfig
 
@@ -189,7 +193,8 @@ def use_model_max_windows(config, kind: str) -> None:
 def init_config_command(kind: str, output_file: str, base_model: Optional[str], gpu: bool, windows: str,
                         steps: Optional[int], head_warmup_steps: Optional[int], force: bool) -> None:
     """Write a complete KIND config to OUTPUT_FILE ('-': stdout). An existing file is replaced only
-    with --force; OUTPUT_FILE may not lie inside the --base-model directory.
+    with --force; OUTPUT_FILE may not lie inside the --base-model directory. A --base-model that
+    exists here must be an HF checkpoint (config.json, intact weights).
 
     \b
     pretrain: spacy-mlm pretrain OUTPUT_FILE OUT_DIR --paths.train FILE
@@ -202,6 +207,11 @@ def init_config_command(kind: str, output_file: str, base_model: Optional[str], 
 
     if output_file != "-":
         check_output(output_file, [base_model], command="spacy-mlm init-config", force=force, kind="file")
+    if base_model and Path(base_model).expanduser().exists():
+        from .mlm import check_checkpoint
+
+        # A path that does not exist here may be a model on the training machine, or one not trained yet.
+        check_checkpoint(base_model, role="Base model")
     text = fill_config(kind, base_model=base_model, gpu=gpu, windows=windows, steps=steps,
                        head_warmup_steps=head_warmup_steps).to_str()
     if kind == "dapt":

@@ -32,6 +32,9 @@ def load_pipeline(model: str):
     from thinc.api import ConfigValidationError
 
     path = Path(model)
+    if path.exists() and not path.is_dir():
+        raise SpacyMlmError(f"{model} is a file, not a spaCy pipeline: pass the pipeline's directory (with config.cfg), "
+                            "written by nlp.to_disk() or `spacy train`, or an installed pipeline package.")
     if path.exists() and not (path / "config.cfg").is_file():
         hf = (" It is an HF checkpoint (config.json): add it to a pipeline as the transformer's `name` and save "
               "that pipeline." if (path / "config.json").is_file() else "")
@@ -43,6 +46,11 @@ def load_pipeline(model: str):
         raise SpacyMlmError(
             f"No spaCy pipeline {model!r}: the directory does not exist and no installed package has that name."
         )
+    if path.is_dir():  # spaCy and transformers report a file they may not read as damaged or as a hub name
+        from .readers.lines import open_input
+
+        for file in sorted(p for p in path.rglob("*") if p.is_file()):
+            open_input(file).close()
     if os.environ.get(NO_WEIGHTS_ONLY_ENV, "0").lower() in ("1", "y", "yes", "true"):  # as torch reads it
         raise SpacyMlmError(
             f"{NO_WEIGHTS_ONLY_ENV} is set, so torch.load would run any pickle in the transformer weights of "

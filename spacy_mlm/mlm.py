@@ -48,17 +48,19 @@ def head_logits(model, hidden: torch.Tensor) -> torch.Tensor:
         model._modules[prefix] = encoder
 
 
-def check_checkpoint(checkpoint: Union[str, Path], role: str = "Checkpoint") -> str:
+def check_checkpoint(checkpoint: Union[str, Path], role: str = "Checkpoint", also: str = "") -> str:
     """Fail early, naming the path, when a local checkpoint is missing, not an HF checkpoint, or
-    has a damaged (e.g. truncated) safetensors file. Names that are not local paths are left to the hub."""
+    has a damaged (e.g. truncated) or unreadable safetensors file. Names that are not local paths are
+    left to the hub. also: what else the caller accepts, for the message (e.g. "a spaCy pipeline")."""
     name = str(checkpoint)
     local = Path(name).expanduser()
     if (name.startswith((".", "/", "~")) or local.exists()) and not (local / "config.json").is_file():
         why = ("(the directory does not exist)" if not local.exists()
+               else "(it is a file, not a directory)" if not local.is_dir()
                else "(no config.json): the directory exists, but it has no config.json")
         raise SpacyMlmError(
             f"{role} {name!r} is not an HF checkpoint {why}. Pass a directory written by save_pretrained() "
-            "or `spacy-mlm init-model`, or a hub name."
+            f"or `spacy-mlm init-model`, {also + ', ' if also else ''}or a hub name."
         )
     if local.is_dir():
         for weights in sorted(local.glob("*.safetensors")):
@@ -71,6 +73,9 @@ def check_safetensors(path: Path, owner: str) -> None:
     here, naming the file, instead of deep inside the model loading."""
     from safetensors import safe_open
 
+    from .readers.lines import open_input
+
+    open_input(path).close()  # safetensors reports a file it may not read as missing
     try:
         with safe_open(str(path), framework="pt"):
             pass
@@ -104,7 +109,7 @@ def load_masked_lm(checkpoint: Union[str, Path], *, config=None, fresh_head: boo
             model, info = AutoModelForMaskedLM.from_pretrained(name, output_loading_info=True, **kwargs)
     except (OSError, ValueError, SafetensorError) as e:
         raise SpacyMlmError(
-            f"Could not load an MLM checkpoint from {name!r}: {e}. Check the path or hub name, and that its "
+            f"Could not load an MLM checkpoint from {name!r}: {str(e).rstrip('.')}. Check the path or hub name, and that its "
             "config.json names an architecture with a masked-LM class (BERT, RoBERTa, DistilBERT, ModernBERT, ...)."
         ) from None
     finally:
@@ -254,7 +259,7 @@ def load_fill_mask_pipeline(model: str, top_k: Optional[int] = None):
                 "(nlp.add_pipe('fill_mask'), nlp.initialize()) and save it again."
             )
     else:
-        check_checkpoint(model)
+        check_checkpoint(model, also="a spaCy pipeline directory (with config.cfg)")
         nlp = spacy.blank("en")
         nlp.add_pipe("transformer", config={"model": {"name": model}})
         nlp.add_pipe("fill_mask")
@@ -264,7 +269,8 @@ def load_fill_mask_pipeline(model: str, top_k: Optional[int] = None):
             raise
         except (OSError, ValueError, SafetensorError) as e:
             raise SpacyMlmError(
-                f"Could not load the HF checkpoint {model!r}: {first_line(e, 600)}. Check the path or hub name."
+                f"Could not load the HF checkpoint {model!r}: {first_line(e, 600).rstrip('.')}. Check the path or hub "
+                "name."
             ) from None
     if top_k is not None:
         nlp.get_pipe("fill_mask").top_k = top_k

@@ -67,6 +67,15 @@ def pt_model(pt_root, pt_tokenizers) -> Path:
     return pt_root / "bert"
 
 
+@pytest.fixture(scope="session")
+def pt_pipeline(pt_root, pt_model) -> Path:
+    """A tiny fp32 spaCy pipeline (transformer + fill_mask) on pt_model, on disk."""
+    from .conftest import make_nlp
+
+    make_nlp(pt_model, "fill_mask").to_disk(pt_root / "pipeline")
+    return pt_root / "pipeline"
+
+
 def stopped_run(out: Path, opts: dict, after_step: int) -> Path:
     """A run interrupted after `after_step` (as a kill would leave it), for --resume tests."""
     from spacy_mlm.pretrain.loop import pretrain

@@ -9,7 +9,6 @@ notes) survives unchanged. It never allows an output that is, lies inside or hol
 never a tokenizer beside a model's weights.
 """
 
-import hashlib
 import json
 import shutil
 import subprocess
@@ -18,11 +17,10 @@ from pathlib import Path
 
 import pytest
 
-from spacy_mlm.cli import main as cli_main
 from spacy_mlm.safe_output import OUTPUT_MARKER
 
-from .conftest import make_nlp
 from .pretrain_fixtures import CONFIG, overrides
+from .util import digest, run_cli
 
 pytest_plugins = ["tests.pretrain_fixtures"]
 
@@ -30,22 +28,6 @@ pytestmark = pytest.mark.usefixtures("restore_torch_threads")
 
 CONLL = "Paris\tB-LOC\nis\tO\nnice\tO\n\nRome\tB-LOC\nis\tO\nold\tO\n"
 NOTES = "my notes: keep me\n"
-
-
-def digest(root: Path) -> dict:
-    """relative path -> sha256 of every file under root."""
-    return {str(p.relative_to(root)): hashlib.sha256(p.read_bytes()).hexdigest()
-            for p in sorted(root.rglob("*")) if p.is_file()}
-
-
-def run_cli(args, capsys):
-    try:
-        cli_main([str(a) for a in args])
-        code = 0
-    except SystemExit as e:
-        code = e.code
-    out, err = capsys.readouterr()
-    return code, out, err
 
 
 def refused(root: Path, args, capsys, *fragments: str, code: int = 1) -> str:
@@ -65,16 +47,8 @@ def cli_overrides(opts: dict) -> list:
     return [x for k, v in opts.items() for x in (f"--{k}", v if isinstance(v, str) else json.dumps(v))]
 
 
-@pytest.fixture(scope="module")
-def pipeline(tmp_path_factory, pt_model):
-    """A tiny fp32 pipeline (transformer + fill_mask) on disk."""
-    path = tmp_path_factory.mktemp("pipeline") / "fp32"
-    make_nlp(pt_model, "fill_mask").to_disk(path)
-    return path
-
-
 @pytest.fixture
-def work(tmp_path, pt_corpus, pt_model, pt_tokenizers, pipeline):
+def work(tmp_path, pt_corpus, pt_model, pt_tokenizers, pt_pipeline):
     """Copies of every input under tmp_path, so that a command that wrongly writes harms no shared fixture."""
     (tmp_path / "data").mkdir()
     corpus = shutil.copy(pt_corpus[0], tmp_path / "data" / "train.txt")
@@ -83,7 +57,7 @@ def work(tmp_path, pt_corpus, pt_model, pt_tokenizers, pipeline):
     models = tmp_path / "models"
     shutil.copytree(pt_tokenizers["wordpiece"], models / "tok")
     shutil.copytree(pt_model, models / "bert")
-    shutil.copytree(pipeline, models / "pipeline")
+    shutil.copytree(pt_pipeline, models / "pipeline")
     return {"root": tmp_path, "corpus": Path(corpus), "conll": conll, "tok": models / "tok",
             "model": models / "bert", "pipeline": models / "pipeline"}
 

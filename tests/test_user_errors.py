@@ -5,7 +5,6 @@ pickled payload is refused, and the payload never runs."""
 
 import io
 import json
-import shutil
 import subprocess
 import sys
 import warnings
@@ -21,6 +20,7 @@ from spacy_mlm.readers.pairs import read_pair_docs
 
 from .conftest import corpus, make_nlp
 from .pretrain_fixtures import CONFIG
+from .util import copy_with, truncate
 
 # A line of the STS Benchmark format with the score 4.0 (column 5); {score} on the second line.
 STS_LINE = "main-captions\tMSRvid\t2012test\t0001\t{score}\tA man is playing a flute.\tA man plays the flute.\n"
@@ -55,21 +55,10 @@ def plant_pickle(pipeline: Path, marker: Path) -> None:
     model_file.write_bytes(srsly.msgpack_dumps(msg))
 
 
-def copy_with(src: Path, dst: Path, edit) -> Path:
-    shutil.copytree(src, dst)
-    edit(dst)
-    return dst
-
-
 def replace_in(path: Path, old: str, new: str) -> None:
     text = path.read_text(encoding="utf8")
     assert old in text, (path, old)
     path.write_text(text.replace(old, new), encoding="utf8")
-
-
-def truncate(path: Path) -> None:
-    data = path.read_bytes()
-    path.write_bytes(data[: len(data) // 2])
 
 
 @pytest.fixture(scope="module")

@@ -68,7 +68,8 @@ def prepare(args: argparse.Namespace) -> None:
         output = check_output(args.output_dir, args.corpus, command=COMMAND, force=args.force)
         kinds = ARCH_TOKENIZERS.get(args.arch, ("wordpiece",))  # an unknown --arch: build_model names the valid ones
         kind = "wordpiece" if "wordpiece" in kinds else kinds[0]
-        tokenizer = build_tokenizer(iter_corpus_lines(args.corpus), vocab_size=args.vocab_size, kind=kind)
+        tokenizer = build_tokenizer(iter_corpus_lines(args.corpus), vocab_size=args.vocab_size, kind=kind,
+                                    source=", ".join(map(str, args.corpus)))
         write_output(tok_output, lambda tmp: tokenizer.save_pretrained(str(tmp)), "the tokenizer")
         model, tokenizer = build_model(tok_dir, arch=args.arch, size=args.size, max_length=args.max_length)
         write_output(output, save(model, tokenizer), "the model")

@@ -13,6 +13,7 @@ import srsly
 from spacy.util import registry
 
 from ..errors import SpacyMlmError
+from ..readers.lines import open_input
 
 ENCODING_ERRORS = ("strict", "replace")
 
@@ -52,7 +53,7 @@ def _files(path: Union[str, Path]) -> List[Path]:
 
 def _decoded_lines(path: Path, errors: str) -> Iterator[str]:
     """Lines decoded one by one, so a bad byte is reported with its file and line."""
-    with path.open("rb") as f:
+    with open_input(path) as f:
         for lineno, raw in enumerate(f, start=1):
             try:
                 yield raw.decode("utf8", errors=errors)

@@ -159,8 +159,18 @@ def load_config(path: Union[str, Path], overrides: Optional[Dict[str, Any]] = No
         raise SpacyMlmError(f"Config file not found: {path}. Write one with `spacy-mlm init-config pretrain {path}`.")
     overrides = dict(overrides or {})
     raw = read_config(path, interpolate=False)
-    check_overrides(raw, overrides)
-    check_keys(raw)
+    if not raw:
+        raise SpacyMlmError(f"{path} holds no config sections: it is empty. Write a config with "
+                            f"`spacy-mlm init-config pretrain {path}`.")
+    if "nlp" in raw and "components" in raw:
+        raise SpacyMlmError(f"{path} is a spaCy training config ([nlp], [components]), not a pretraining config: "
+                            f"train it with `python -m spacy train {path}`, or write a pretraining config with "
+                            "`spacy-mlm init-config pretrain FILE`.")
+    try:
+        check_keys(raw)
+        check_overrides(raw, overrides)
+    except SpacyMlmError as e:  # an old or edited config: name the file
+        raise SpacyMlmError(f"{path}: {e}") from None
     cfg = read_config(path, overrides=overrides, interpolate=True)
     for section, defaults in PLAIN_SECTIONS.items():
         merged = {**defaults, **{k: v for k, v in cfg.get(section, {}).items() if not isinstance(v, dict)}}

@@ -192,6 +192,11 @@ def build_model(
     if size not in MODEL_SIZES:
         raise SpacyMlmError(f"Unknown --size {size!r}: use one of {', '.join(MODEL_SIZES)}.")
     tok_path = Path(tokenizer_dir)
+    if tok_path.exists() and not tok_path.is_dir():
+        raise SpacyMlmError(
+            f"The tokenizer {tok_path} is a file: pass its directory (with tokenizer.json), as written by "
+            "`spacy-mlm tokenizer CORPUS OUTPUT_DIR`."
+        )
     if not tok_path.is_dir():
         raise SpacyMlmError(
             f"Tokenizer directory not found: {tok_path}. Train one with `spacy-mlm tokenizer CORPUS {tok_path}`."

@@ -44,8 +44,33 @@ def load_tokenizer(name: str):
         )
     try:
         return AutoTokenizer.from_pretrained(name)
-    except (OSError, ValueError, ImportError) as e:
-        raise SpacyMlmError(f"Could not load a tokenizer from {name!r}: {e}") from None
+    except Exception as e:
+        if tok_dir.is_dir():
+            check_tokenizer_files(tok_dir)  # names the file where transformers' error names none or the wrong one
+        if isinstance(e, (OSError, ValueError, ImportError)):
+            raise SpacyMlmError(f"Could not load a tokenizer from {name!r}: {e}") from None
+        raise
+
+
+def check_tokenizer_files(tok_dir: Path) -> None:
+    """Every tokenizer file of tok_dir can be read and its tokenizer.json parses, else a SpacyMlmError
+    naming the file (transformers reports a damaged tokenizer.json as a missing protobuf package)."""
+    from tokenizers import Tokenizer
+
+    from ..readers.lines import open_input
+
+    for name in TOKENIZER_FILES:
+        if (tok_dir / name).is_file():
+            open_input(tok_dir / name).close()
+    if (tok_dir / "tokenizer.json").is_file():
+        try:
+            Tokenizer.from_file(str(tok_dir / "tokenizer.json"))
+        except Exception as e:  # tokenizers raises plain Exceptions
+            reason = " ".join(str(e).split())[:200]
+            raise SpacyMlmError(
+                f"{tok_dir / 'tokenizer.json'} is damaged or not a tokenizer ({reason}): write the tokenizer again "
+                "with `spacy-mlm tokenizer` or save_pretrained(), or copy it again."
+            ) from None
 
 
 def load_mlm_model(

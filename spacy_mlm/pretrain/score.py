@@ -39,10 +39,12 @@ def pseudo_perplexity(
     batch_size: int = 128,
     max_length: Optional[int] = None,
     device: Union[str, torch.device] = "cpu",
+    source: str = "the corpus",
 ) -> Dict[str, float]:
     """Score texts with an MLM. RETURNS a dict with pseudo_log_likelihood (natural log, summed),
     tokens (scored wordpieces), texts, windowed_texts (texts longer than max_length, scored window
-    by window), max_length and pseudo_perplexity = exp(-PLL / tokens)."""
+    by window), max_length and pseudo_perplexity = exp(-PLL / tokens). source: where the texts
+    come from, for the message when there is nothing to score."""
     encoder, head, tokenizer = load_scorer(model, device) if isinstance(model, (str, Path)) else model
     encoder.eval()
     if isinstance(head, torch.nn.Module):
@@ -61,7 +63,8 @@ def pseudo_perplexity(
         n_windowed += len(windows) > 1
         items.extend((ids, i) for ids, positions in windows for i in positions if ids[i] not in special)
     if not items:
-        raise SpacyMlmError("Nothing to score: the corpus has no text (or only special tokens).")
+        raise SpacyMlmError(f"Nothing to score: {source} has no text (or only special tokens). Check the paths, "
+                            "and that the files hold text.")
     total = 0.0
     for start in range(0, len(items), batch_size):
         chunk = items[start : start + batch_size]

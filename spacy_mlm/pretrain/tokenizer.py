@@ -1,5 +1,6 @@
 """Train a fast tokenizer with HF `tokenizers`, saved so `AutoTokenizer` loads it."""
 
+import re
 from functools import partial
 from pathlib import Path
 from typing import Iterable, Iterator, List, Optional, Union
@@ -16,6 +17,12 @@ UNIGRAM_SPECIALS = BPE_SPECIALS
 TOKENIZER_KINDS = ("wordpiece", "bpe", "unigram")
 # The weights of an HF model checkpoint: a new tokenizer must not be written beside them.
 MODEL_FILES = ("model.safetensors", "model.safetensors.index.json", "pytorch_model.bin")
+# Runs of more than MAX_WORD_CHARS characters without a space (a base64 blob, minified code, a file
+# without spaces) are left out of training: they are no words (a WordPiece tokenizer encodes a word
+# that long as [UNK]), and the WordPiece trainer's time grows with the square of a word's length
+# (one 1 MB run: 20 minutes).
+MAX_WORD_CHARS = 100
+_LONG_WORD = re.compile(r"\S{%d,}" % (MAX_WORD_CHARS + 1))
 
 
 def iter_corpus_lines(paths: Iterable[Union[str, Path]]) -> Iterator[str]:
@@ -55,8 +62,12 @@ def build_tokenizer(
     kind: str = "wordpiece",
     lowercase: bool = False,
     model_max_length: int = 512,
+    source: Optional[str] = None,
 ):
-    """train_tokenizer without saving: RETURNS (PreTrainedTokenizerFast) the trained tokenizer."""
+    """train_tokenizer without saving: RETURNS (PreTrainedTokenizerFast) the trained tokenizer.
+
+    source: the files the texts come from, for the message when there is no text.
+    """
     from transformers import BertTokenizerFast, RobertaTokenizerFast, XLMRobertaTokenizerFast
 
     if kind not in TOKENIZER_KINDS:
@@ -96,11 +107,12 @@ def build_tokenizer(
         nonlocal n_texts
         for text in texts:
             n_texts += 1
-            yield text
+            yield _LONG_WORD.sub(" ", text) if len(text) > MAX_WORD_CHARS else text
 
     tok.train_from_iterator(counted(texts), trainer=trainer)
     if n_texts == 0:
-        raise SpacyMlmError("The tokenizer corpus is empty: give at least one non-blank line of text.")
+        where = f"{source} holds no non-blank text" if source else "give at least one non-blank line of text"
+        raise SpacyMlmError(f"The tokenizer corpus is empty: {where}. Check the paths, and that the files hold text.")
     if kind == "wordpiece":
         cls, sep = tok.token_to_id("[CLS]"), tok.token_to_id("[SEP]")
         tok.post_processor = processors.TemplateProcessing(

@@ -11,7 +11,7 @@ import re
 from typing import Any, Dict, Iterator, List, Optional, Sequence, Tuple
 
 from ..errors import SpacyMlmError
-from .lines import PathLike, empty_error, get_nlp, read_lines
+from .lines import PathLike, empty_error, get_nlp, quoted, read_lines
 
 DOCSTART = "-DOCSTART-"
 TAG_RE = re.compile(r"^(O|[BI]-\S+)$")
@@ -80,24 +80,24 @@ def read_conll_sentences(
         if len(parts) < 2:
             raise SpacyMlmError(
                 f"{path}:{lineno}: expected a token and a tag (2 or more columns) but found {len(parts)} column: "
-                f"{line!r}. Write `token<TAB>tag` (or `token POS chunk tag`) and end sentences with an empty line."
+                f"{quoted(line)}. Write `token<TAB>tag` (or `token POS chunk tag`) and end sentences with an empty line."
             )
         if n_columns is None:
             n_columns, first_token_line = len(parts), lineno
         elif len(parts) != n_columns:
             raise SpacyMlmError(
                 f"{path}:{lineno}: expected {n_columns} columns (as on line {first_token_line}) but found "
-                f"{len(parts)}: {line!r}. Give every token line the same columns, with the tag last; a token "
+                f"{len(parts)}: {quoted(line)}. Give every token line the same columns, with the tag last; a token "
                 "must not contain the column separator."
             )
         tag = parts[-1]
         if not TAG_RE.match(tag):
             raise SpacyMlmError(
-                f"{path}:{lineno}: the tag {tag!r} is not IOB: write O, B-TYPE or I-TYPE in the last column "
+                f"{path}:{lineno}: the tag {quoted(tag)} is not IOB: write O, B-TYPE or I-TYPE in the last column "
                 "(BILUO and bare types are not read)."
             )
         if not parts[0]:
-            raise SpacyMlmError(f"{path}:{lineno}: the token is empty: {line!r}. Remove the line or fix the token.")
+            raise SpacyMlmError(f"{path}:{lineno}: the token is empty: {quoted(line)}. Remove the line or fix the token.")
         words.append(parts[0])
         tags.append(tag)
     yield from flush()

@@ -1,7 +1,7 @@
 """What every data-file reader needs: numbered UTF-8 lines with clear errors, a blank nlp."""
 
 from pathlib import Path
-from typing import Any, Iterator, Tuple, Union
+from typing import Any, BinaryIO, Iterator, Tuple, Union
 
 from ..errors import SpacyMlmError
 
@@ -15,7 +15,7 @@ def read_lines(path: PathLike) -> Iterator[Tuple[int, str]]:
         raise SpacyMlmError(f"{path}: no such file: check the path.")
     if path.is_dir():
         raise SpacyMlmError(f"{path} is a directory: give the path of one data file.")
-    with path.open("rb") as f:
+    with open_input(path) as f:
         for lineno, raw in enumerate(f, start=1):
             try:
                 line = raw.decode("utf-8-sig" if lineno == 1 else "utf-8")
@@ -25,6 +25,24 @@ def read_lines(path: PathLike) -> Iterator[Tuple[int, str]]:
                     "re-encode the file as UTF-8 (e.g. `iconv -f latin1 -t utf-8`)."
                 ) from None
             yield lineno, line.rstrip("\r\n")
+
+
+def open_input(path: Path) -> BinaryIO:
+    """An input file opened for reading (binary); one that cannot be read (no permission, an I/O
+    error) is a SpacyMlmError naming it."""
+    try:
+        return path.open("rb")
+    except OSError as e:
+        raise SpacyMlmError(f"Cannot read {path}: {e.strerror or e}. Check the file's permissions (`ls -l {path}`), "
+                            "or run as a user who may read it.") from None
+
+
+def quoted(value: str, limit: int = 200) -> str:
+    """A value read from a data file, quoted for a message: at most `limit` characters of it (a
+    message must not repeat a 1 MB line)."""
+    if len(value) <= limit:
+        return repr(value)
+    return f"{value[:limit]!r}... ({len(value):,} characters)"
 
 
 def empty_error(path: PathLike, what: str) -> SpacyMlmError:

@@ -28,7 +28,7 @@ from spacy.training import Example
 from spacy.util import registry
 
 from ..errors import SpacyMlmError
-from .lines import PathLike, empty_error, read_lines
+from .lines import PathLike, empty_error, quoted, read_lines
 from .sts import PAIR_ID_KEY, SIDE_KEY, STS_SCORE_KEY, STS_SCORE_RANGE, check_score
 
 PAIR_KEY = "sim_pair"  # doc.spans key of the two sentences
@@ -120,7 +120,7 @@ def _from_jsonl(path: Path, nlp: Any, score_range: Tuple[float, float]) -> Itera
         except (ValueError, KeyError, TypeError) as e:
             raise SpacyMlmError(
                 f'{path}:{lineno}: expected {{"sentence1": str, "sentence2": str, "score": number (optional)}}, '
-                f"got {line[:200]!r} ({type(e).__name__}: {e})."
+                f"got {quoted(line)} ({type(e).__name__}: {e})."
             ) from None
         if not all(sentences):
             raise SpacyMlmError(f"{path}:{lineno}: empty sentence: remove the line or fill in the sentence.")

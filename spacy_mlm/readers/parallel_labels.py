@@ -14,7 +14,7 @@ examples (and their labels) out: TweetEval hate has such lines.
 from typing import Any, Dict, Iterator, List, Optional, Tuple
 
 from ..errors import SpacyMlmError
-from .lines import PathLike, empty_error, get_nlp, read_lines
+from .lines import PathLike, empty_error, get_nlp, quoted, read_lines
 from .textcat import LABEL_RE
 
 
@@ -37,18 +37,18 @@ def read_label_mapping(path: PathLike) -> Dict[str, str]:
         fields = [f.strip() for f in (line.split("\t") if "\t" in line else line.strip().split(None, 1))]
         if len(fields) != 2 or not all(fields):
             raise SpacyMlmError(
-                f"{path}:{lineno}: expected `id<TAB>name` but found {line!r}: write one class per line, its id "
+                f"{path}:{lineno}: expected `id<TAB>name` but found {quoted(line)}: write one class per line, its id "
                 "as the labels file writes it, a TAB, then its name."
             )
         class_id, name = fields
         if class_id in mapping:
             raise SpacyMlmError(
-                f"{path}:{lineno}: the id {class_id!r} is already on line {where[class_id]}: give each id one line."
+                f"{path}:{lineno}: the id {quoted(class_id)} is already on line {where[class_id]}: give each id one line."
             )
         if name in mapping.values():
             first = next(i for i, n in mapping.items() if n == name)
             raise SpacyMlmError(
-                f"{path}:{lineno}: the name {name!r} is already the name of id {first!r} (line {where[first]}): "
+                f"{path}:{lineno}: the name {quoted(name)} is already the name of id {quoted(first)} (line {where[first]}): "
                 "give each class its own name."
             )
         mapping[class_id] = name
@@ -93,12 +93,12 @@ def read_parallel_examples(
             )
         if mapping is not None and label not in mapping:
             raise SpacyMlmError(
-                f"{labels_path}:{lineno}: the label {label!r} is not an id of {mapping_path} (known ids: "
+                f"{labels_path}:{lineno}: the label {quoted(label)} is not an id of {mapping_path} (known ids: "
                 f"{', '.join(mapping)}): fix the label, or add a line `{label}<TAB>name` to the mapping."
             )
         if mapping is None and not LABEL_RE.match(label):
             raise SpacyMlmError(
-                f"{labels_path}:{lineno}: bad label {label!r}: a label is 1-50 characters without spaces, one per "
+                f"{labels_path}:{lineno}: bad label {quoted(label)}: a label is 1-50 characters without spaces, one per "
                 "line. Check that this is the labels file (given with --labels) and the text file the other one."
             )
         if not text:
@@ -109,7 +109,7 @@ def read_parallel_examples(
         shown = ", ".join(str(n) for n in empty[:10]) + (", ..." if len(empty) > 10 else "")
         raise SpacyMlmError(
             f"{text_path}:{empty[0]}: the text is empty but {labels_path}:{empty[0]} gives it the label "
-            f"{labels[empty[0] - 1]!r} ({len(empty):,} empty text line{'s' if len(empty) > 1 else ''}: {shown}): "
+            f"{quoted(labels[empty[0] - 1])} ({len(empty):,} empty text line{'s' if len(empty) > 1 else ''}: {shown}): "
             "remove those lines from both files, or pass --skip-empty-text to leave these examples out."
         )
     if not examples:

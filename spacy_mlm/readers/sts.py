@@ -7,7 +7,7 @@ import math
 from typing import Any, Dict, Iterator, Optional, Tuple
 
 from ..errors import SpacyMlmError
-from .lines import PathLike, empty_error, get_nlp, read_lines
+from .lines import PathLike, empty_error, get_nlp, quoted, read_lines
 
 STS_COLUMNS = ("genre", "filename", "year", "id", "score", "sentence1", "sentence2")
 # The STS Benchmark's scale, 0 (unrelated) to 5 (same meaning): the readers refuse scores outside it
@@ -34,7 +34,7 @@ def read_sts_rows(path: PathLike, stats: Optional[Dict[str, Any]] = None) -> Ite
         if len(fields) < len(STS_COLUMNS):
             raise SpacyMlmError(
                 f"{path}:{lineno}: expected 7 TAB-separated columns ({', '.join(STS_COLUMNS)}) but found "
-                f"{len(fields)}: {line[:200]!r}. STS Benchmark files are TAB-separated without a header."
+                f"{len(fields)}: {quoted(line)}. STS Benchmark files are TAB-separated without a header."
             )
         if len(fields) > len(STS_COLUMNS):
             stats["extra_column_rows"] += 1
@@ -45,7 +45,7 @@ def read_sts_rows(path: PathLike, stats: Optional[Dict[str, Any]] = None) -> Ite
             row["score"] = float("nan")
         if row["score"] != row["score"]:
             raise SpacyMlmError(
-                f"{path}:{lineno}: the score (column 5) {fields[4]!r} is not a number: "
+                f"{path}:{lineno}: the score (column 5) {quoted(fields[4])} is not a number: "
                 "columns are genre, filename, year, id, score, sentence1, sentence2 (is there a header line? remove it)."
             )
         check_score(row["score"], f"{path}:{lineno}: the score (column 5)")

@@ -11,7 +11,7 @@ import re
 from typing import Any, Dict, Iterator, List, Optional, Sequence, Tuple
 
 from ..errors import SpacyMlmError
-from .lines import PathLike, empty_error, get_nlp, read_lines
+from .lines import PathLike, empty_error, get_nlp, quoted, read_lines
 
 TEXTCAT_FORMATS = ("auto", "header", "label-tab", "text-tab", "label-space")
 LABEL_RE = re.compile(r"^\S{1,50}$")
@@ -47,7 +47,7 @@ def _parse_labels(field: str, path: PathLike, lineno: int, fmt: str) -> List[str
     labels = [label.strip() for label in field.split(",")]
     if not field.strip() or any(not LABEL_RE.match(label) for label in labels):
         raise SpacyMlmError(
-            f"{path}:{lineno}: bad label field {field!r} (format {fmt}): a label is 1-50 characters without "
+            f"{path}:{lineno}: bad label field {quoted(field)} (format {fmt}): a label is 1-50 characters without "
             "spaces, several labels are joined by `,`. If the file has another layout, pass --format."
         )
     return list(dict.fromkeys(labels))
@@ -80,7 +80,7 @@ def read_textcat_examples(
             if not _is_header(names):
                 raise SpacyMlmError(
                     f"{path}:{lineno}: expected a header line with a `label` column (e.g. `sentence<TAB>label`) "
-                    f"but found {line!r}: pass another --format."
+                    f"but found {quoted(line)}: pass another --format."
                 )
             label_col = names.index("label")
             text_names = [n for n in HEADER_TEXT_COLUMNS if n in names]
@@ -90,7 +90,7 @@ def read_textcat_examples(
                 text_col = 1 - label_col
             else:
                 raise SpacyMlmError(
-                    f"{path}:{lineno}: the header {line!r} names no text column: call it `sentence` or `text`."
+                    f"{path}:{lineno}: the header {quoted(line)} names no text column: call it `sentence` or `text`."
                 )
             n_fields = len(names)
             header_seen = True
@@ -104,7 +104,7 @@ def read_textcat_examples(
             if len(fields) != want:
                 raise SpacyMlmError(
                     f"{path}:{lineno}: expected {want} TAB-separated columns (format {fmt}) but found "
-                    f"{len(fields)}: {line[:200]!r}. Remove TABs from the text, or pass another --format."
+                    f"{len(fields)}: {quoted(line)}. Remove TABs from the text, or pass another --format."
                 )
             if fmt == "header":
                 label_field, text = fields[label_col], fields[text_col]
@@ -115,7 +115,7 @@ def read_textcat_examples(
             text = text.strip()
         labels = _parse_labels(label_field, path, lineno, fmt)
         if not text:
-            raise SpacyMlmError(f"{path}:{lineno}: the example has a label but no text: {line!r}. Remove the line.")
+            raise SpacyMlmError(f"{path}:{lineno}: the example has a label but no text: {quoted(line)}. Remove the line.")
         examples.append((lineno, text, labels))
     if not examples:
         raise empty_error(path, "examples")
@@ -144,7 +144,7 @@ def read_textcat(
     if multilabel is False and multi:
         lineno, labels = multi[0]
         raise SpacyMlmError(
-            f"{path}:{lineno}: {len(labels)} labels {','.join(labels)!r} in an exclusive-class file "
+            f"{path}:{lineno}: {len(labels)} labels {quoted(','.join(labels))} in an exclusive-class file "
             f"({len(multi)} such lines): pass --multilabel, or give each line one label."
         )
     stats["multilabel"] = bool(multilabel) or bool(multi)
