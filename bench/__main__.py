@@ -9,7 +9,7 @@ if not __package__:  # run as a folder: import the package from its parent, not 
 
 import click
 
-from bench import common
+from bench import common, pipes
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 110})
@@ -17,6 +17,11 @@ def cli() -> None:
     """spacy-mlm's benchmarks and evaluations (BENCHMARKS.md gives each figure with its command).
     Each suite appends its rows to bench/results/SUITE.jsonl unless --out says otherwise."""
     common.start_run()
+
+
+for module in (pipes,):
+    for command in module.COMMANDS:
+        cli.add_command(command)
 
 
 @cli.command(add_help_option=False, context_settings={"ignore_unknown_options": True, "allow_extra_args": True})
