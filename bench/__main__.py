@@ -9,7 +9,7 @@ if not __package__:  # run as a folder: import the package from its parent, not 
 
 import click
 
-from bench import common, joint, pipes, precision, pretrain, sts, tasks
+from bench import common, joint, pipes, precision, pretrain, sts, tasks, workflow
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 110})
@@ -19,7 +19,7 @@ def cli() -> None:
     common.start_run()
 
 
-for module in (pipes, precision, pretrain, joint, tasks, sts):
+for module in (pipes, precision, pretrain, joint, tasks, sts, workflow):
     for command in module.COMMANDS:
         cli.add_command(command)
 
