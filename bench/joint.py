@@ -16,8 +16,8 @@ from typing import Any, Dict, List, Sequence
 
 import click
 
-from bench.common import RESULTS, append_row, data_dir
-from bench.eval_tasks import NER_FILES, REPO, add_fill_mask, gold_tokens_doc, load_docs, run_spacy
+from bench.common import REPO, RESULTS, append_row, data_dir
+from bench.eval_tasks import NER_FILES, add_fill_mask, gold_tokens_doc, load_docs, run_spacy
 
 OUT = RESULTS / "joint.jsonl"
 suite = click.Group("joint", help=__doc__)
