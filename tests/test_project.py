@@ -64,12 +64,9 @@ def test_raw_text_drops_labels(tmp_path):
 
 @pytest.fixture(scope="module")
 def protocol():
-    sys.path.insert(0, str(PROJECT.parent / "bench"))
-    try:
-        import protocol_tasks
-    finally:
-        sys.path.pop(0)
-    return protocol_tasks
+    from bench import tasks
+
+    return tasks
 
 
 def test_protocol_ablation_table(protocol):
