@@ -43,7 +43,7 @@ ARCHITECTURE = "spacy_mlm.PrecisionTransformerModel.v1"
 NO_SETTINGS = SimpleFrozenDict()
 # Linear layers an INT8 encoder keeps in fp32, by module-name suffix. Empty: with per-channel
 # weights everywhere, NER F1, textcat accuracy and STS-B stayed within the bounds on MiniLM
-# (BENCHMARKS.md). Of the layers `bench_precision_quality.py --recipes` leaves in fp32, only the FFN
+# (BENCHMARKS.md). Of the layers `python -m bench precision recipes` leaves in fp32, only the FFN
 # outputs moved sentence-vector cosine (0.990 -> 0.995), at +44% size: not worth the default.
 INT8_FP32_MODULES: tuple = ()
 

