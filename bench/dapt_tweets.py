@@ -57,13 +57,14 @@ def pretrain(args) -> Path:
     out = args.work / args.tag
     extra = ["--training.max_steps", str(args.max_steps)] if args.max_steps else []
     resume = ["--resume"] if (out / "run.json").exists() else []
-    start = time.perf_counter()
+    start, code = time.perf_counter(), commit()  # the code that ran, not the one at the end
     subprocess.run(cli + ["pretrain", str(config), str(out), "--paths.train", str(args.work / "tweets.txt"),
                           "--gpu-id", str(args.gpu_id), "--logging.progress_bar", "false", *extra, *resume], check=True)
     rows = [json.loads(x) for x in (out / "metrics.jsonl").read_text().splitlines()]
     evals = [{k: r[k] for k in ("step", "eval_loss", "eval_accuracy")} for r in rows if "eval_loss" in r]
     last = [r for r in rows if "loss" in r][-1]
-    append_jsonl(args.out, {"kind": "pretrain", "tag": args.tag, "commit": commit(), "config": config.read_text(),
+    append_jsonl(args.out, {"kind": "pretrain", "tag": args.tag, "commit": code,
+                            "config": config.read_text().replace(str(base), "ALL_MINILM_L6_V2"),
                             "overrides": extra, "seconds": time.perf_counter() - start, "tokens": last["tokens"],
                             "tokens_per_s": last["tokens_per_s"], "evals": evals})
     return out / "final"
