@@ -122,6 +122,9 @@ def load_masked_lm(checkpoint: Union[str, Path], *, config=None, fresh_head: boo
             "with `spacy-mlm pretrain` (it adds one to head-less checkpoints)."
         )
     if head_missing:
+        # Saved with the model, so a copy of it (e.g. the project's models/base) still says its head
+        # is untrained; MLM pretraining's final checkpoint clears it.
+        model.config.untrained_mlm_head = True
         if model.get_output_embeddings() is not None:
             model.config.tie_word_embeddings = True
             model.get_output_embeddings().weight = model.get_input_embeddings().weight
@@ -135,11 +138,13 @@ def load_masked_lm(checkpoint: Union[str, Path], *, config=None, fresh_head: boo
 
 
 def has_mlm_head(checkpoint: Union[str, Path]) -> bool:
-    """Does the checkpoint ship trained masked-LM head weights? (Loads it once.)"""
+    """Does the checkpoint ship trained masked-LM head weights? (Loads it once.) A head that was
+    added fresh and saved untrained (config `untrained_mlm_head`) does not count."""
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always", FreshHeadWarning)
-        load_masked_lm(checkpoint, fresh_head=True, role="Base model")
-    return not any(issubclass(w.category, FreshHeadWarning) for w in caught)
+        model = load_masked_lm(checkpoint, fresh_head=True, role="Base model")
+    fresh = any(issubclass(w.category, FreshHeadWarning) for w in caught)
+    return not fresh and not getattr(model.config, "untrained_mlm_head", False)
 
 
 class MaskedLMHead(torch.nn.Module):

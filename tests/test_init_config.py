@@ -107,6 +107,18 @@ def test_init_config_dapt_warms_up_a_fresh_head_only(tmp_path, pt_model, pt_corp
     # The written file is a pretrain config that `spacy-mlm pretrain` reads as it is.
     cfg = load_config(tmp_path / "h" / "dapt.cfg", {"paths.train": str(pt_corpus[0])})
     assert cfg["training"]["head_warmup_lr"] == DAPT_HEAD_WARMUP["training.head_warmup_lr"]
+    # A copy saved with its fresh head still untrained (as the project's prepare_base.py writes one)
+    # gets the warm-up too; a checkpoint whose head MLM pretraining trained does not.
+    from transformers import AutoTokenizer
+
+    from spacy_mlm.mlm import has_mlm_head, load_masked_lm
+    from spacy_mlm.pretrain.checkpoint import save_final
+
+    load_masked_lm(tmp_path / "encoder", fresh_head=True).save_pretrained(tmp_path / "fresh-copy")
+    assert not has_mlm_head(tmp_path / "fresh-copy")
+    model = load_masked_lm(tmp_path / "fresh-copy")
+    save_final(tmp_path / "run", model, AutoTokenizer.from_pretrained(pt_model))
+    assert has_mlm_head(tmp_path / "run" / "final") and has_mlm_head(pt_model)
 
 
 def test_init_config_dapt_needs_a_base_model(tmp_path):

@@ -18,6 +18,7 @@ import warnings
 from pathlib import Path
 
 from spacy_mlm.errors import SpacyMlmError
+from spacy_mlm.mlm import load_masked_lm
 from spacy_mlm.pretrain.init_model import ARCH_TOKENIZERS, build_model
 from spacy_mlm.pretrain.tokenizer import build_tokenizer, iter_corpus_lines, model_in
 from spacy_mlm.safe_output import check_output, write_output
@@ -84,8 +85,8 @@ def prepare(args: argparse.Namespace) -> None:
         if args.random_init:
             set_seed(0)
             model = AutoModelForMaskedLM.from_config(AutoConfig.from_pretrained(source))
-        else:
-            model = AutoModelForMaskedLM.from_pretrained(source)
+        else:  # a head-less checkpoint gets a fresh head tied to its embeddings, marked untrained
+            model = load_masked_lm(source, fresh_head=True, role="Base model")
     write_output(output, save(model, AutoTokenizer.from_pretrained(source)), "the model")
     what = "Random weights in the architecture of" if args.random_init else "Base checkpoint"
     print(f"{what} {args.base_model} ({source}) saved to {args.output_dir}")

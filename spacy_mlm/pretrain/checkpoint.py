@@ -173,6 +173,7 @@ def resume_hint(out: Path) -> str:
 def save_final(out: Path, model, tokenizer) -> Path:
     """OUTPUT_DIR/final: a plain HF checkpoint with its tokenizer, replaced atomically."""
     final = out / "final"
+    model.config.untrained_mlm_head = False  # the head has been trained now
     with disk_writes("the final model", final, lambda: resume_hint(out)):
         write_dir_atomically(final, lambda tmp: (model.save_pretrained(str(tmp)), pause(),
                                                  tokenizer.save_pretrained(str(tmp)), pause()))
