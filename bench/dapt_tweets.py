@@ -116,13 +116,14 @@ def finetune(args) -> None:
                                         save_dir=None, tag=encoder, predictions=predictions)
                 kind = "ner" if task == "ner" else "textcat"
                 print(f"== {task} / {encoder} / seed {seed}: {len(train)} train, {len(dev)} dev", file=sys.stderr)
+                code = commit()  # the code that ran, not the one at the end
                 result = run_spacy(kind, train, dev, ns)
                 if kind == "textcat":
                     cats = [json.loads(x)["cats"] for x in predictions.read_text().splitlines()]
                     result["official"] = official(task, cats, dev)
                 else:
                     result["official"] = result["ents_f"]
-                append_jsonl(args.out, {**row, "commit": commit(), "result": result})
+                append_jsonl(args.out, {**row, "commit": code, "result": result})
                 print(f"   {json.dumps(result)}", file=sys.stderr)
 
 
