@@ -1,4 +1,4 @@
-"""Hardening of the pipes (issue 6, pipeline side): hostile Unicode, huge docs, n_process,
+"""Hardening of the pipes (pipeline side): hostile Unicode, huge docs, n_process,
 memory, safe loading, and the user-triggerable errors of the pipes.
 
 One module-scoped pipeline (transformer + fill_mask + trf_ner + trf_textcat + trf_similarity on

@@ -1,4 +1,4 @@
-"""Languages (issue 15 item 5): German, Chinese (no spaces; spaCy's jieba segmenter) and Arabic
+"""Languages: German, Chinese (no spaces; spaCy's jieba segmenter) and Arabic
 (right to left), each through a tiny XLM-R with a SentencePiece-style unigram tokenizer (`▁` word
 starts) trained on a few sentences of the language: spacy-transformers' alignment loses no
 wordpiece, fill_mask equals HF's pipeline, NER entities land on the right characters."""

@@ -1,4 +1,4 @@
-"""Long context (issue 15 item 4): a tiny ModernBERT with 8,192 positions encodes a document of
+"""Long context: a tiny ModernBERT with 8,192 positions encodes a document of
 more than 2,000 spaCy tokens as ONE window (spacy_mlm.model_max_spans.v1), and every pipe reads
 it: fill_mask and the doc vector equal HF on the whole text, NER finds entities past token 512."""
 
